@@ -1,0 +1,2 @@
+// Bundle module: see docs/architecture.md for its place in the layering.
+public enum BundleModule {}

@@ -1,0 +1,2 @@
+// Codecs module: see docs/architecture.md for its place in the layering.
+public enum CodecsModule {}

@@ -1,0 +1,2 @@
+// DiskImage module: see docs/architecture.md for its place in the layering.
+public enum DiskImageModule {}

@@ -1,0 +1,2 @@
+// EROFS module: see docs/architecture.md for its place in the layering.
+public enum EROFSModule {}

@@ -1,0 +1,2 @@
+// Kconfig module: see docs/architecture.md for its place in the layering.
+public enum KconfigModule {}

@@ -1,0 +1,2 @@
+// OSBuildKit module: see docs/architecture.md for its place in the layering.
+public enum OSBuildKitModule {}

@@ -1,0 +1,2 @@
+// StageRunner module: see docs/architecture.md for its place in the layering.
+public enum StageRunnerModule {}

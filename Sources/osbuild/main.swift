@@ -1,0 +1,2 @@
+import OSBuildKit
+print("osbuild")

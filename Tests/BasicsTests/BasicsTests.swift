@@ -1,0 +1,40 @@
+import Basics
+import Testing
+import TestSupport
+
+@Suite struct BasicsTests {
+    @Test func sha256KnownVectors() {
+        // FIPS 180-2 test vectors.
+        #expect(SHA256.hex("") == "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855")
+        #expect(SHA256.hex("abc") == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad")
+    }
+
+    @Test func sizeParsing() {
+        #expect(ByteCount.parse("4k") == 4096)
+        #expect(ByteCount.parse("10M") == 10 * 1024 * 1024)
+        #expect(ByteCount.parse("1.5G") == 1_610_612_736)
+        #expect(ByteCount.parse("12x") == nil)
+    }
+
+    @Test func atomicOutputLeavesNothingOnError() throws {
+        let tmp = try TempDir("atomic")
+        let out = tmp.sub("image.img")
+        struct Boom: Error {}
+        #expect(throws: Boom.self) {
+            try AtomicOutputFile.write(out) { f in
+                try f.write([1, 2, 3])
+                throw Boom()
+            }
+        }
+        #expect(!FileSystem.exists(out))
+        #expect(try FileSystem.listDirectory(tmp.path).isEmpty)
+        try AtomicOutputFile.write(out) { try $0.write([1, 2, 3]) }
+        #expect(try FileSystem.readFile(out) == [1, 2, 3])
+    }
+
+    @Test func normalize() {
+        #expect(FileSystem.normalize("/a/./b/../c//d") == "/a/c/d")
+        #expect(FileSystem.normalize("/../x") == "/x")
+        #expect(FileSystem.normalize("a/../../b") == "../b")
+    }
+}

@@ -1,0 +1,54 @@
+import Basics
+import Foundation
+import Testing
+
+/// Shared helpers for tests: temp dirs, oracle-tool lookup with the CI rule
+/// (under CI=true a missing reference tool is a failure, not a skip).
+public enum TestEnv {
+    public static var isCI: Bool { ProcessInfo.processInfo.environment["CI"] == "true" }
+    public static var isRoot: Bool { getuid() == 0 }
+
+    /// Path of a reference tool, or nil (with a printed reason) when it is absent outside CI.
+    /// Under CI=true an absent tool records a test failure.
+    public static func oracle(_ tool: String, package: String, sourceLocation: Testing.SourceLocation = #_sourceLocation) -> String? {
+        if let p = Subprocess.which(tool) { return p }
+        let msg = "reference tool '\(tool)' (Debian package \(package)) is not installed"
+        if isCI {
+            Issue.record(Comment(rawValue: msg + "; CI must install it (scripts/install-deps.sh)"), sourceLocation: sourceLocation)
+        } else {
+            print("SKIP: \(msg); run scripts/install-deps.sh")
+        }
+        return nil
+    }
+
+    /// The repository root (where Package.swift is), found from this source file.
+    public static var repoRoot: String {
+        var dir = FileSystem.dirname(#filePath)
+        while dir != "/" {
+            if FileSystem.exists(dir + "/Package.swift") { return dir }
+            dir = FileSystem.dirname(dir)
+        }
+        return FileManager.default.currentDirectoryPath
+    }
+}
+
+/// A temporary directory removed when the value is released.
+public final class TempDir: @unchecked Sendable {
+    public let path: String
+    public init(_ label: String = "test") throws {
+        var template = Array((NSTemporaryDirectory() + "osbuild-\(label)-XXXXXX").utf8CString)
+        guard let p = mkdtemp(&template) else { throw SystemError("mkdtemp", path: NSTemporaryDirectory(), errno: errno) }
+        path = String(cString: p)
+    }
+    deinit { try? FileSystem.removeTree(path) }
+
+    public func sub(_ name: String) -> String { path + "/" + name }
+
+    @discardableResult
+    public func write(_ rel: String, _ text: String, mode: mode_t = 0o644) throws -> String {
+        let p = sub(rel)
+        try FileSystem.makeDirectories(FileSystem.dirname(p))
+        try FileSystem.writeAtomically(p, text, mode: mode)
+        return p
+    }
+}
