@@ -1,0 +1,25 @@
+import ArgumentParser
+import Basics
+import OSBuildKit
+
+/// The root command. Only argument parsing and printing live in this target; all work
+/// is done by library services (OSBuildKit and the modules below it).
+@main
+struct OSBuild: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "osbuild",
+        abstract: "Build embedded Linux OS images from declarative board files.",
+        discussion: """
+            EXIT CODES
+              0  success
+              1  build, verification or check failed (a stage failed, a mismatch under --strict,
+                 a bundle or image that does not verify)
+              2  usage or input error (bad arguments, board file or config errors; the message
+                 names the file, line and key)
+              3  environment problem (a required tool or library is missing)
+              130 interrupted
+            """,
+        version: OSBuildVersion.string,
+        subcommands: commandRegistry
+    )
+}

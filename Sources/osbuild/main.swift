@@ -1,2 +1,0 @@
-import OSBuildKit
-print("osbuild")
