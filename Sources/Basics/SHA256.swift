@@ -4,7 +4,7 @@ import Glibc
 #endif
 
 /// Streaming SHA-256 through OpenSSL (uses SHA-NI/AVX where the CPU has them).
-public struct SHA256: ~Copyable {
+public final class SHA256 {
     private let ctx: OpaquePointer
 
     public init() {
@@ -16,44 +16,44 @@ public struct SHA256: ~Copyable {
 
     deinit { EVP_MD_CTX_free(ctx) }
 
-    public mutating func update(_ buffer: UnsafeRawBufferPointer) {
+    public func update(_ buffer: UnsafeRawBufferPointer) {
         guard let base = buffer.baseAddress, buffer.count > 0 else { return }
         EVP_DigestUpdate(ctx, base, buffer.count)
     }
 
-    public mutating func update(_ bytes: [UInt8]) {
+    public func update(_ bytes: [UInt8]) {
         bytes.withUnsafeBytes { update($0) }
     }
 
-    public mutating func update(_ string: String) {
+    public func update(_ string: String) {
         var s = string
         s.withUTF8 { update(UnsafeRawBufferPointer($0)) }
     }
 
     /// Length-prefixed update so that field boundaries are unambiguous in fingerprints.
-    public mutating func updateField(_ string: String) {
+    public func updateField(_ string: String) {
         var n = UInt64(string.utf8.count).littleEndian
         withUnsafeBytes(of: &n) { update($0) }
         update(string)
     }
 
-    public consuming func finalize() -> [UInt8] {
+    public func finalize() -> [UInt8] {
         var out = [UInt8](repeating: 0, count: 32)
         var len: UInt32 = 0
         _ = out.withUnsafeMutableBytes { EVP_DigestFinal_ex(ctx, $0.baseAddress?.assumingMemoryBound(to: UInt8.self), &len) }
         return out
     }
 
-    public consuming func hexDigest() -> String { Hex.encode(finalize()) }
+    public func hexDigest() -> String { Hex.encode(finalize()) }
 
     public static func hex(_ bytes: [UInt8]) -> String {
-        var h = SHA256()
+        let h = SHA256()
         h.update(bytes)
         return h.hexDigest()
     }
 
     public static func hex(_ string: String) -> String {
-        var h = SHA256()
+        let h = SHA256()
         h.update(string)
         return h.hexDigest()
     }
@@ -63,7 +63,7 @@ public struct SHA256: ~Copyable {
         let fd = open(path, O_RDONLY | O_CLOEXEC)
         guard fd >= 0 else { throw SystemError("open", path: path, errno: errno) }
         defer { close(fd) }
-        var h = SHA256()
+        let h = SHA256()
         let bufSize = 1 << 20
         let buf = UnsafeMutableRawBufferPointer.allocate(byteCount: bufSize, alignment: 16)
         defer { buf.deallocate() }

@@ -2,4 +2,10 @@ import ArgumentParser
 
 /// Every top-level subcommand, one per line (each area adds its own line).
 let commandRegistry: [any ParsableCommand.Type] = [
+    Make.self,
+    Plan.self,
+    Status.self,
+    Clean.self,
+    Boards.self,
+    BoardCommand.self,
 ]

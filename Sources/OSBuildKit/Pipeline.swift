@@ -1,0 +1,73 @@
+import Basics
+import Boards
+import Foundation
+import StageRunner
+
+/// Everything a stage factory needs to declare a stage for a board.
+public struct PipelineContext: Sendable {
+    public let board: Board
+    public let project: Project
+    public let buildDir: BuildDirectory
+    /// SOURCE_DATE_EPOCH (or 0 when unset): the single clock for every artifact.
+    public let epoch: Int64
+
+    /// Board keys rendered as fingerprint text.
+    public func keys(_ names: [String]) -> [String: String] {
+        var out: [String: String] = [:]
+        for n in names {
+            if n.hasSuffix(".*") {
+                let prefix = String(n.dropLast(1))
+                for (k, v) in board.values where k.hasPrefix(prefix) { out[k] = String(describing: v.value) }
+            } else {
+                out[n] = board.values[n].map { String(describing: $0.value) } ?? "<unset>"
+            }
+        }
+        return out
+    }
+}
+
+/// One entry of the stage table: a named stage kind that knows whether it applies to a
+/// board and how to declare it. Like genimage's image handlers, each kind lives in its
+/// own file under Stages/ and is listed once in `Pipeline.table`.
+public struct StageKind: Sendable {
+    public var name: String
+    public var summary: String
+    /// Which issue/area owns the stage (shown for placeholders).
+    public var applies: @Sendable (Board) -> Bool
+    public var make: @Sendable (PipelineContext) throws -> Stage
+}
+
+public enum Pipeline {
+    /// Implementation version folded into every fingerprint: bump to invalidate caches
+    /// when a stage's output format changes.
+    public static let implementationVersion = "1"
+
+    public static let table: [StageKind] = [
+        KernelConfigStage.kind,
+        KernelStage.kind,
+        RootfsStage.kind,
+        RootfsImageStage.kind,
+        InitramfsStage.kind,
+        BootloaderStage.kind,
+        DiskStage.kind,
+        BundleStage.kind,
+    ]
+
+    public static func stages(for board: Board, project: Project, buildDir: BuildDirectory) throws -> [Stage] {
+        let ctx = PipelineContext(board: board, project: project, buildDir: buildDir, epoch: (try BuildClock.sourceDateEpoch()) ?? 0)
+        let kinds = table.filter { $0.applies(board) }
+        let present = Set(kinds.map(\.name))
+        return try kinds.map { kind in
+            var s = try kind.make(ctx)
+            // Optional upstream stages (e.g. kernel-config for prebuilt kernels) drop out.
+            s.dependencies = s.dependencies.filter(present.contains)
+            s.inputs.extra["osbuild.stage-version"] = implementationVersion
+            return s
+        }
+    }
+
+    public static func runner(for board: Board, project: Project, outputDir: String?) throws -> StageRunner {
+        let bd = project.buildDirectory(board: board.id, override: outputDir)
+        return try StageRunner(stages: try stages(for: board, project: project, buildDir: bd), buildDir: bd, downloadCache: project.downloadCache)
+    }
+}

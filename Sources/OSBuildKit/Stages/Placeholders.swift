@@ -1,0 +1,54 @@
+import Boards
+import StageRunner
+
+// Stages whose implementation belongs to a later issue. They appear in `plan` as
+// "not implemented" and `make` reports them in red; nothing counts them as done.
+
+enum KernelConfigStage {
+    static let kind = StageKind(
+        name: "kernel-config", summary: "merge defconfig + fragments into .config (olddefconfig)",
+        applies: { $0.string("kernel.source") != nil },
+        make: { _ in .placeholder(name: "kernel-config", summary: "merge defconfig + fragments into .config", reason: "Kconfig engine (issue 6)") })
+}
+
+enum KernelStage {
+    static let kind = StageKind(
+        name: "kernel", summary: "kernel image and modules (prebuilt package or source build)",
+        applies: { _ in true },
+        make: { _ in .placeholder(name: "kernel", summary: "kernel image and modules", dependencies: ["kernel-config"], reason: "kernel fetch/build (issues 3, 6)") })
+}
+
+enum RootfsImageStage {
+    static let kind = StageKind(
+        name: "rootfs-image", summary: "root filesystem image (EROFS or SquashFS)",
+        applies: { _ in true },
+        make: { _ in .placeholder(name: "rootfs-image", summary: "root filesystem image", dependencies: ["rootfs"], reason: "EROFS/SquashFS writers (issues 4, 5)") })
+}
+
+enum InitramfsStage {
+    static let kind = StageKind(
+        name: "initramfs", summary: "initramfs with resolved kernel modules",
+        applies: { !$0.list("initramfs.modules").isEmpty },
+        make: { _ in .placeholder(name: "initramfs", summary: "initramfs", dependencies: ["kernel", "rootfs"], reason: "initramfs + module resolution (issue 3)") })
+}
+
+enum BootloaderStage {
+    static let kind = StageKind(
+        name: "bootloader", summary: "bootloader files and A/B environment",
+        applies: { $0.string("bootloader.kind") != "none" },
+        make: { _ in .placeholder(name: "bootloader", summary: "bootloader", dependencies: ["kernel"], reason: "bootloader stages (issue 9)") })
+}
+
+enum DiskStage {
+    static let kind = StageKind(
+        name: "disk", summary: "partitioned disk image (+ .bmap and conversions)",
+        applies: { !$0.records("disk.partition").isEmpty },
+        make: { _ in .placeholder(name: "disk", summary: "disk image", dependencies: ["rootfs-image", "bootloader", "initramfs"], reason: "disk images (issue 7)") })
+}
+
+enum BundleStage {
+    static let kind = StageKind(
+        name: "bundle", summary: "signed RAUC update bundle",
+        applies: { _ in true },
+        make: { _ in .placeholder(name: "bundle", summary: "RAUC bundle", dependencies: ["rootfs-image", "bootloader"], reason: "RAUC bundles (issue 8)") })
+}

@@ -1,0 +1,4 @@
+import Basics
+import FSTree
+import Testing
+import TestSupport
