@@ -127,8 +127,8 @@ public struct BoardLoader: Sendable {
             do {
                 table = try TOMLParser.parse(try FileSystem.readText(f), file: displayPath(f))
             } catch let e as any UserError {
-                errors.append(e)
-                break
+                // A file that does not parse: report only that, the rest would be noise.
+                throw ErrorList(errors + [e])
             }
             chain.append((cid, f, table))
             if let inh = table["inherit"] {
@@ -144,11 +144,13 @@ public struct BoardLoader: Sendable {
         }
         // Validate each file on its own (all errors at once), then merge root-most first.
         var layers: [[String: ResolvedSetting]] = []
+        var present: Set<String> = []  // keys written somewhere, even if invalid
         for entry in chain {
             var validator = BoardValidator()
             validator.validate(entry.table)
             errors.append(contentsOf: validator.errors)
             layers.append(validator.values)
+            present.formUnion(validator.present)
         }
         var merged: [String: ResolvedSetting] = [:]
         for layer in layers.reversed() {
@@ -169,7 +171,7 @@ public struct BoardLoader: Sendable {
         }
         let isAbstract = merged["abstract"]?.value.bool ?? false
         if !isAbstract {
-            for s in BoardSettings.all where s.required && merged[s.key] == nil {
+            for s in BoardSettings.all where s.required && merged[s.key] == nil && !present.contains(s.key) {
                 let via = chain.count > 1 ? " (not set in \(chain.map(\.id).joined(separator: " or ")))" : ""
                 errors.append(BoardError(location: SourceLocation(file: displayPath(file), key: s.key), message: "missing required key '\(s.key)'\(via): \(s.doc)"))
             }
@@ -225,6 +227,8 @@ public enum OSVersion {
 /// Nearest-key suggestions ("did you mean ...?").
 public enum Suggest {
     public static func nearest(_ word: String, in candidates: [String]) -> String? {
+        // An abbreviation ("prod" for "production") is the likeliest intent.
+        if word.count >= 3, let p = candidates.first(where: { $0.hasPrefix(word) }) { return p }
         var best: (String, Int)?
         for c in candidates {
             let d = distance(word, c)

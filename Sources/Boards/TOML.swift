@@ -224,6 +224,7 @@ public struct TOMLParser {
 
     private mutating func number() throws -> TOMLValue {
         let start = pos
+        let startLoc = here
         while let c = peek, !(c == 0x20 || c == 0x09 || c == 0x0A || c == 0x0D || c == UInt8(ascii: ",") || c == UInt8(ascii: "]") || c == UInt8(ascii: "}") || c == UInt8(ascii: "#")) {
             pos += 1
         }
@@ -231,7 +232,7 @@ public struct TOMLParser {
         guard !raw.isEmpty else { throw fail("expected a value") }
         var s = raw
         if s.contains("__") || s.hasPrefix("_") || s.hasSuffix("_") {
-            throw TOMLError(location: here, message: "invalid number '\(raw)'")
+            throw TOMLError(location: startLoc, message: "invalid number '\(raw)'")
         }
         s = s.replacingOccurrences(of: "_", with: "")
         var sign: Int64 = 1
@@ -240,15 +241,15 @@ public struct TOMLParser {
         if let radix {
             if let v = Int64(s.dropFirst(2), radix: radix) { return .integer(sign * v) }
         } else if let v = Int64(s) {
-            if s.count > 1 && s.hasPrefix("0") { throw TOMLError(location: here, message: "invalid number '\(raw)' (leading zeros are not allowed)") }
+            if s.count > 1 && s.hasPrefix("0") { throw TOMLError(location: startLoc, message: "invalid number '\(raw)' (leading zeros are not allowed)") }
             return .integer(sign * v)
         } else if let d = Double(s), s.contains(where: { $0 == "." || $0 == "e" || $0 == "E" }) || s == "inf" || s == "nan" {
             return .float(Double(sign) * d)
         }
         if raw.contains("-") && raw.count >= 8 && raw.first?.isNumber == true {
-            throw TOMLError(location: here, message: "dates are not supported in board files; quote the value: \"\(raw)\"")
+            throw TOMLError(location: startLoc, message: "dates are not supported in board files; quote the value: \"\(raw)\"")
         }
-        throw TOMLError(location: here, message: "invalid value '\(raw)' (strings must be quoted)")
+        throw TOMLError(location: startLoc, message: "invalid value '\(raw)' (strings must be quoted)")
     }
 
     private mutating func array() throws -> TOMLValue {

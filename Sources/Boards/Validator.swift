@@ -6,6 +6,7 @@ import Basics
 struct BoardValidator {
     var errors: [BoardError] = []
     var values: [String: ResolvedSetting] = [:]
+    var present: Set<String> = []
 
     mutating func validate(_ table: TOMLTable) {
         walk(table, prefix: "")
@@ -16,6 +17,7 @@ struct BoardValidator {
             guard let entry = table[key] else { continue }
             let full = prefix.isEmpty ? key : prefix + "." + key
             if let setting = BoardSettings.setting(full) {
+                present.insert(full)
                 if let v = convert(entry, setting: setting, key: full) {
                     values[full] = ResolvedSetting(value: v, origin: entry.location.with(key: full))
                 }
