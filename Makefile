@@ -14,8 +14,9 @@ deps:
 build: deps
 	$(SWIFT) build
 
+# Static Swift runtime: ~5 ms less process start-up, which dominates a no-op build.
 release: deps
-	$(SWIFT) build -c release
+	$(SWIFT) build -c release --static-swift-stdlib --product osbuild
 
 # Everything CI runs: install, build, all tests (oracle tools included).
 test: deps

@@ -283,9 +283,7 @@ public struct FSTree: Sendable {
 
     /// Byte-order comparison of UTF-8 names (Swift's String `<` is not byte order).
     @inlinable
-    public static func byteOrderLess(_ a: String, _ b: String) -> Bool {
-        a.utf8.lexicographicallyPrecedes(b.utf8)
-    }
+    public static func byteOrderLess(_ a: String, _ b: String) -> Bool { ByteOrder.less(a, b) }
 
     public static func isValidName(_ name: String) -> Bool {
         !name.isEmpty && name != "." && name != ".." && name.utf8.count <= 255

@@ -4,9 +4,11 @@ import Glibc
 #endif
 
 /// Persists an FSTree as a stage output: `tree.manifest` (one line per entry, metadata
-/// only) plus `blobs/<sha256>` holding each distinct file content once. A later stage
-/// loads it back with contents pointing at the blobs, so the tree crosses stage
-/// boundaries without losing ownership, modes, devices, xattrs or hard links.
+/// only) plus `tree.pack` holding each distinct file content once, back to back. A later
+/// stage loads it with contents as ranges of the pack, so the tree crosses stage
+/// boundaries without losing ownership, modes, devices, xattrs or hard links — and a
+/// stage output of two files stays cheap to check on a no-op build, however many
+/// files the tree has.
 public enum TreeStore {
     public struct FormatError: UserError {
         public var file: String
@@ -15,77 +17,84 @@ public enum TreeStore {
         public var description: String { "\(file):\(line): \(message)" }
     }
 
-    static let header = "osbuild-tree 1"
+    static let header = "osbuild-tree 2"
 
-    /// Write `tree` into directory `dir` (created). Returns the number of blob bytes written.
+    /// Write `tree` into directory `dir` (created). Returns the number of pack bytes.
     @discardableResult
     public static func save(_ tree: FSTree, to dir: String) throws -> UInt64 {
-        let blobs = dir + "/blobs"
-        try FileSystem.makeDirectories(blobs)
+        try FileSystem.makeDirectories(dir)
         var lines: [String] = [header]
         var firstPath: [InodeID: String] = [:]
-        var written: Set<String> = []
-        var bytes: UInt64 = 0
-        let buf = UnsafeMutableRawBufferPointer.allocate(byteCount: 1 << 20, alignment: 16)
-        defer { buf.deallocate() }
-        try tree.walk { path, id, inode in
-            if inode.kind != .directory, let first = firstPath[id] {
-                lines.append("h\t\(escape(path))\t\(escape(first))")
-                return
+        let pack = try AtomicOutputFile(dir + "/tree.pack")
+        let packer = Packer(out: pack)
+        do {
+            try tree.walk { path, id, inode in
+                if inode.kind != .directory, let first = firstPath[id] {
+                    lines.append("h\t\(escape(path))\t\(escape(first))")
+                    return
+                }
+                firstPath[id] = path
+                var fields = [
+                    String(inode.kind.letter), escape(path), String(inode.permissions, radix: 8),
+                    String(inode.uid), String(inode.gid), String(inode.mtime.seconds), String(inode.mtime.nanoseconds),
+                ]
+                switch inode.kind {
+                case .regular:
+                    let off = try packer.add(inode.content)
+                    fields += [String(off), String(inode.content.size)]
+                case .symlink: fields += [escape(inode.symlinkTarget), "-"]
+                case .charDevice, .blockDevice: fields += ["\(inode.rdev.major):\(inode.rdev.minor)", "-"]
+                default: fields += ["-", "-"]
+                }
+                let x = inode.xattrs.map { escape($0.name) + "=" + Hex.encode($0.value) }.joined(separator: ",")
+                fields.append(x.isEmpty ? "-" : x)
+                lines.append(fields.joined(separator: "\t"))
             }
-            firstPath[id] = path
-            var fields = [
-                String(inode.kind.letter), escape(path), String(inode.permissions, radix: 8),
-                String(inode.uid), String(inode.gid), String(inode.mtime.seconds), String(inode.mtime.nanoseconds),
-            ]
-            switch inode.kind {
-            case .regular:
-                let hash = try storeBlob(inode.content, blobs: blobs, written: &written, bytes: &bytes, buf: buf)
-                fields.append(hash)
-                fields.append(String(inode.content.size))
-            case .symlink: fields += [escape(inode.symlinkTarget), "-"]
-            case .charDevice, .blockDevice: fields += ["\(inode.rdev.major):\(inode.rdev.minor)", "-"]
-            default: fields += ["-", "-"]
-            }
-            let x = inode.xattrs.map { escape($0.name) + "=" + Hex.encode($0.value) }.joined(separator: ",")
-            fields.append(x.isEmpty ? "-" : x)
-            lines.append(fields.joined(separator: "\t"))
+            try pack.commit()
+        } catch {
+            pack.abandon()
+            throw error
         }
         try FileSystem.writeAtomically(dir + "/tree.manifest", lines.joined(separator: "\n") + "\n")
-        return bytes
+        return packer.size
     }
 
-    private static func storeBlob(_ content: ContentSource, blobs: String, written: inout Set<String>, bytes: inout UInt64, buf: UnsafeMutableRawBufferPointer) throws -> String {
-        if content.size == 0 { return "-" }
-        // Hash and copy in one pass into a temp file, then rename to its hash.
-        let reader = try ContentReader(content)
-        let out = try AtomicOutputFile(blobs + "/.incoming")
-        let h = SHA256()
-        do {
+    /// Appends contents to the pack, storing identical contents once.
+    private final class Packer {
+        let out: AtomicOutputFile
+        var size: UInt64 = 0
+        var seen: [String: UInt64] = [:]
+        let buf = UnsafeMutableRawBufferPointer.allocate(byteCount: 1 << 20, alignment: 16)
+
+        init(out: AtomicOutputFile) { self.out = out }
+        deinit { buf.deallocate() }
+
+        func add(_ content: ContentSource) throws -> UInt64 {
+            if content.size == 0 { return 0 }
+            let reader = try ContentReader(content)
+            let h = SHA256()
+            let start = size
             while true {
                 let n = try reader.read(into: buf)
                 if n == 0 { break }
                 let chunk = UnsafeRawBufferPointer(rebasing: buf[0..<n])
                 h.update(chunk)
-                try out.write(chunk)
+                try out.pwrite(chunk, at: size)
+                size += UInt64(n)
             }
-        } catch {
-            out.abandon()
-            throw error
+            let key = h.hexDigest()
+            if let existing = seen[key] {
+                // Duplicate: drop what was just appended.
+                size = start
+                guard ftruncate(out.fd, off_t(start)) == 0 else { throw SystemError("truncate", path: out.tempPath, errno: errno) }
+                return existing
+            }
+            seen[key] = start
+            return start
         }
-        let hash = h.hexDigest()
-        if written.contains(hash) || FileSystem.exists(blobs + "/" + hash) {
-            out.abandon()
-        } else {
-            try out.commit()
-            try FileSystem.rename(blobs + "/.incoming", blobs + "/" + hash)
-            bytes += content.size
-        }
-        written.insert(hash)
-        return hash
     }
 
-    /// Load a tree saved by `save`; file contents refer to the blobs in `dir`.
+    /// Load a tree saved by `save`; file contents are ranges of `dir/tree.pack`.
     public static func load(from dir: String) throws -> FSTree {
         let file = dir + "/tree.manifest"
         let text = try FileSystem.readText(file)
@@ -112,8 +121,8 @@ public enum TreeStore {
             switch kind {
             case .regular:
                 if f[7] != "-" {
-                    guard let size = UInt64(f[8]) else { throw bad("bad file size '\(f[8])'") }
-                    inode.content = .hostFile(path: dir + "/blobs/" + f[7], size: size)
+                    guard let off = UInt64(f[7]), let size = UInt64(f[8]) else { throw bad("bad file offset/size") }
+                    inode.content = size == 0 ? .empty : .fileRange(path: dir + "/tree.pack", offset: off, length: size)
                 }
             case .symlink: inode.symlinkTarget = unescape(f[7])
             case .charDevice, .blockDevice:

@@ -67,7 +67,7 @@ enum OutputScanner {
         var outputs: [StageRecord.Output] = []
         let h = SHA256()
         func walk(_ d: String, _ rel: String) throws {
-            for name in try FileSystem.listDirectory(d).sorted(by: { $0.utf8.lexicographicallyPrecedes($1.utf8) }) {
+            for name in try FileSystem.listDirectory(d).sorted(by: ByteOrder.less) {
                 let p = d + "/" + name
                 let r = rel.isEmpty ? name : rel + "/" + name
                 let st = try FileSystem.lstat(p)

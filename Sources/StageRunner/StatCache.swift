@@ -30,21 +30,36 @@ public final class StatCache: @unchecked Sendable {
     private func load() {
         guard let bytes = try? FileSystem.readFile(path) else { return }
         // Format: one entry per line: size \t mtime_ns \t ctime_ns \t inode \t sha256 \t path
-        var start = 0
-        let n = bytes.count
-        while start < n {
-            var end = start
-            while end < n && bytes[end] != 0x0A { end += 1 }
-            let fields = bytes[start..<end].split(separator: 0x09, maxSplits: 5, omittingEmptySubsequences: false)
-            if fields.count == 6,
-               let size = UInt64(String(decoding: fields[0], as: UTF8.self)),
-               let m = Int64(String(decoding: fields[1], as: UTF8.self)),
-               let c = Int64(String(decoding: fields[2], as: UTF8.self)),
-               let ino = UInt64(String(decoding: fields[3], as: UTF8.self)) {
-                entries[String(decoding: fields[5], as: UTF8.self)] = Entry(
-                    size: size, mtimeNs: m, ctimeNs: c, inode: ino, sha256: String(decoding: fields[4], as: UTF8.self))
+        bytes.withUnsafeBufferPointer { b in
+            var i = 0
+            let n = b.count
+            func number() -> Int64? {
+                var v: Int64 = 0
+                var neg = false
+                if i < n && b[i] == 0x2D { neg = true; i += 1 }
+                let start = i
+                while i < n, b[i] >= 0x30, b[i] <= 0x39 { v = v &* 10 &+ Int64(b[i] - 0x30); i += 1 }
+                guard i > start, i < n, b[i] == 0x09 else { return nil }
+                i += 1
+                return neg ? -v : v
             }
-            start = end + 1
+            func field() -> String? {
+                let start = i
+                while i < n, b[i] != 0x09, b[i] != 0x0A { i += 1 }
+                return String(decoding: UnsafeBufferPointer(rebasing: b[start..<i]), as: UTF8.self)
+            }
+            while i < n {
+                let lineStart = i
+                if let size = number(), let m = number(), let c = number(), let ino = number(), let sha = field(), i < n, b[i] == 0x09 {
+                    i += 1
+                    if let p = field() {
+                        entries[p] = Entry(size: UInt64(size), mtimeNs: m, ctimeNs: c, inode: UInt64(bitPattern: ino), sha256: sha)
+                    }
+                }
+                while i < n && b[i] != 0x0A { i += 1 }
+                i += 1
+                if i <= lineStart { break }
+            }
         }
     }
 
@@ -70,10 +85,15 @@ public final class StatCache: @unchecked Sendable {
         lock.lock(); defer { lock.unlock() }
         guard dirty else { return }
         let racyLimit = Int64(Date().timeIntervalSince1970 * 1e9) - 2_000_000_000
-        var out = ""
-        out.reserveCapacity(entries.count * 120)
+        var out: [UInt8] = []
+        out.reserveCapacity(entries.count * 140)
         for (p, e) in entries where e.mtimeNs < racyLimit && e.ctimeNs < racyLimit {
-            out += "\(e.size)\t\(e.mtimeNs)\t\(e.ctimeNs)\t\(e.inode)\t\(e.sha256)\t\(p)\n"
+            out.appendDecimal(e.size); out.append(0x09)
+            out.appendDecimal(e.mtimeNs); out.append(0x09)
+            out.appendDecimal(e.ctimeNs); out.append(0x09)
+            out.appendDecimal(Int64(bitPattern: e.inode)); out.append(0x09)
+            out.append(utf8: e.sha256); out.append(0x09)
+            out.append(utf8: p); out.append(0x0A)
         }
         try FileSystem.makeDirectories(FileSystem.dirname(path))
         try FileSystem.writeAtomically(path, out)
@@ -94,7 +114,10 @@ public struct InputHasher: Sendable {
         guard let st = try FileSystem.lstatIfExists(path) else { return "missing" }
         if !st.isDirectory { return try entryDigest(path, st) }
         let h = SHA256()
-        try walk(path, rel: "", into: h)
+        var buf: [UInt8] = []
+        buf.reserveCapacity(1 << 16)
+        try walk(path, rel: "", into: h, buffer: &buf)
+        h.update(buf)
         return h.hexDigest()
     }
 
@@ -104,18 +127,27 @@ public struct InputHasher: Sendable {
         return "special:\(st.mode):\(st.rdev)"
     }
 
-    private func walk(_ dir: String, rel: String, into h: SHA256) throws {
-        for name in try FileSystem.listDirectory(dir).sorted(by: { $0.utf8.lexicographicallyPrecedes($1.utf8) }) {
+    /// Serialises (relative path, mode, digest) of every entry in byte order into
+    /// `buffer`, feeding the hash in 64 KiB chunks (one EVP call per chunk, not per field).
+    private func walk(_ dir: String, rel: String, into h: SHA256, buffer: inout [UInt8]) throws {
+        for name in try FileSystem.listDirectory(dir).sorted(by: ByteOrder.less) {
             let p = dir + "/" + name
             let r = rel.isEmpty ? name : rel + "/" + name
             let st = try FileSystem.lstat(p)
-            h.updateField(r)
-            h.updateField(String(st.mode, radix: 8))
+            buffer.append(utf8: r)
+            buffer.append(0)
+            buffer.appendDecimal(st.mode)
+            buffer.append(0)
             if st.isDirectory {
-                h.updateField("dir")
-                try walk(p, rel: r, into: h)
+                buffer.append(0x0A)
+                try walk(p, rel: r, into: h, buffer: &buffer)
             } else {
-                h.updateField(try entryDigest(p, st))
+                buffer.append(utf8: try entryDigest(p, st))
+                buffer.append(0x0A)
+            }
+            if buffer.count >= 1 << 16 {
+                h.update(buffer)
+                buffer.removeAll(keepingCapacity: true)
             }
         }
     }
