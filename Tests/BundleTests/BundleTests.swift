@@ -347,3 +347,28 @@ import TestSupport
             throws: { "\($0)".contains("parent 'kernel.0' is not a defined slot") }
     }
 }
+
+@Suite(.serialized) struct AdaptiveTests {
+    /// Our `<image>.block-hash-index` equals the one real `rauc bundle` writes.
+    @Test func blockHashIndexMatchesRauc() throws {
+        guard Rauc.available else { return }
+        let f = try Fixture(format: .verity, rootfsSize: 4096 * 300)
+        let manifest = try FileSystem.readText(f.content + "/manifest.raucm")
+            .replacingOccurrences(of: "filename=rootfs.img\n", with: "filename=rootfs.img\nadaptive=block-hash-index;\n")
+        try FileSystem.writeAtomically(f.content + "/manifest.raucm", manifest)
+        let (ours, _) = try f.create()
+        let mine = f.tmp.sub("mine")
+        try BundleReader.extract(ours, to: mine, options: f.verifyOptions())
+        // rauc rewrites the content dir; give it a copy.
+        let raucContent = f.tmp.sub("rauc-content")
+        _ = try Subprocess.run(["cp", "-a", f.content, raucContent])
+        let theirs = f.tmp.sub("rauc.raucb")
+        _ = try Subprocess.run(["rauc", "bundle", "--cert=\(f.keys.cert)", "--key=\(f.keys.key)", raucContent, theirs])
+        let index = try FileSystem.readFile(mine + "/rootfs.img.block-hash-index")
+        #expect(index.count == 300 * 32)
+        #expect(index == (try FileSystem.readFile(raucContent + "/rootfs.img.block-hash-index")))
+        let o = try Rauc.check(ours, keyring: f.keys.keyring, in: f.tmp)
+        #expect(o.accepted, "\(o.log)")
+        #expect(o.info.contains("Adaptive:  block-hash-index"), "\(o.info)")
+    }
+}
