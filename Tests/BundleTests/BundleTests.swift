@@ -372,3 +372,73 @@ import TestSupport
         #expect(o.info.contains("Adaptive:  block-hash-index"), "\(o.info)")
     }
 }
+
+@Suite(.serialized) struct ChainAndFailureTests {
+    /// root CA -> intermediate CA -> signer; the keyring holds only the root; the
+    /// intermediate travels in the CMS (`--intermediate`).
+    @Test func intermediateChain() throws {
+        let f = try Fixture(format: .plain)
+        let now = Int64(Date().timeIntervalSince1970)
+        let root = try Certificates.issue(.init(commonName: "Root", notBefore: now - 60, notAfter: now + 86400, isCA: true,
+                                                keyUsage: "critical,keyCertSign,cRLSign"), keyType: .ecP256)
+        let inter = try Certificates.issue(.init(commonName: "Intermediate", notBefore: now - 60, notAfter: now + 86400, isCA: true,
+                                                 keyUsage: "critical,keyCertSign,cRLSign"), keyType: .ecP256, issuer: root)
+        let leaf = try Certificates.issue(.init(commonName: "Leaf", notBefore: now - 60, notAfter: now + 86400, isCA: false,
+                                                keyUsage: "critical,digitalSignature", extendedKeyUsage: "codeSigning,emailProtection"),
+                                          keyType: .ecP256, issuer: inter)
+        let rootPath = try f.tmp.write("root.pem", root.certPEM)
+        let interPath = try f.tmp.write("inter.pem", inter.certPEM)
+        let leafPath = try f.tmp.write("leaf.pem", leaf.certPEM)
+        let keyPath = try f.tmp.write("leaf.key", leaf.keyPEM)
+        let out = f.tmp.sub("chain.raucb")
+        let withChain = SigningIdentity(certPath: leafPath, keyPath: keyPath, intermediatePaths: [interPath], passphrase: nil)
+        try BundleWriter.create(contentDirectory: f.content, output: out, options: .init(identity: withChain))
+        let v = try BundleReader.verify(out, options: f.verifyOptions(keyring: rootPath))
+        #expect(v.chain.map { $0.subject } == ["CN = Leaf", "CN = Intermediate", "CN = Root"])
+        if Rauc.available { #expect(try Rauc.check(out, keyring: rootPath, in: f.tmp).accepted) }
+
+        // Without the intermediate the chain cannot be built, by either tool.
+        let bare = f.tmp.sub("bare.raucb")
+        try BundleWriter.create(contentDirectory: f.content, output: bare, options: .init(
+            identity: SigningIdentity(certPath: leafPath, keyPath: keyPath, passphrase: nil)))
+        #expect { try BundleReader.verify(bare, options: f.verifyOptions(keyring: rootPath)) }
+            throws: { "\($0)".contains("unable to get local issuer certificate") }
+        if Rauc.available { #expect(try !Rauc.check(bare, keyring: rootPath, in: f.tmp).accepted) }
+    }
+
+    @Test func signingErrorsAreClearAndAtomic() throws {
+        let f = try Fixture(format: .verity)
+        let other = try Fixture.makeKeys(in: f.tmp, keyType: .ecP256, name: "other")
+        let out = f.tmp.sub("o.raucb")
+        #expect {
+            try BundleWriter.create(contentDirectory: f.content, output: out, options: .init(
+                identity: SigningIdentity(certPath: f.keys.cert, keyPath: other.key, passphrase: nil)))
+        } throws: { "\($0)".contains("private key does not belong to certificate") }
+        #expect { try BundleWriter.create(contentDirectory: f.content, output: out,
+                                          options: .init(identity: f.identity, mksquashfsArguments: ["-comp", "bogus"])) }
+            throws: { "\($0)".contains("mksquashfs") }
+        #expect { try BundleWriter.create(contentDirectory: f.content, output: out,
+                                          options: .init(identity: f.identity, veritySalt: [1, 2, 3])) }
+            throws: { "\($0)".contains("32 bytes") }
+        #expect(!FileSystem.exists(out))
+        #expect(try FileSystem.listDirectory(f.tmp.path).allSatisfy { !$0.hasPrefix(".osbuild-tmp") })
+        // A previous good bundle at the path survives a failed rebuild.
+        let (good, _) = try f.create("o.raucb")
+        let before = try FileSystem.readFile(good)
+        #expect(throws: (any Error).self) {
+            try BundleWriter.create(contentDirectory: f.content, output: out,
+                                    options: .init(identity: f.identity, mksquashfsArguments: ["-comp", "bogus"]))
+        }
+        #expect(try FileSystem.readFile(out) == before)
+    }
+
+    /// Fixed salt: the manifest carries it and the tree is built with it.
+    @Test func fixedSalt() throws {
+        let f = try Fixture(format: .verity)
+        let salt = [UInt8](repeating: 0xAB, count: 32)
+        let (out, _) = try f.create(salt: salt)
+        let v = try BundleReader.verify(out, options: f.verifyOptions())
+        #expect(v.manifest.verity?.salt == salt)
+        #expect(v.manifestText.contains("verity-salt=" + String(repeating: "ab", count: 32)))
+    }
+}
