@@ -74,7 +74,13 @@ public enum BundleWriter {
         return try AtomicOutputFile.write(out, mode: 0o644) { file in
             try options.payloadWriter.write(PayloadContent(contentDirectory: content, replacements: extraFiles),
                                             to: file.tempPath, options: options.payload)
-            let squashfsSize = try FileSystem.stat(file.tempPath).size
+            var squashfsSize = try FileSystem.stat(file.tempPath).size
+            if manifest.format == .verity && squashfsSize == 4096 {
+                // rauc's verity code needs more than one data block; zeros after the
+                // SquashFS are ignored by readers, so pad tiny payloads to two blocks.
+                guard ftruncate(file.fd, 8192) == 0 else { throw SystemError("truncate", path: file.tempPath, errno: errno) }
+                squashfsSize = 8192
+            }
             var treeSize: UInt64 = 0
             let cms: [UInt8]
             switch manifest.format {

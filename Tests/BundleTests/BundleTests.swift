@@ -442,3 +442,39 @@ import TestSupport
         #expect(v.manifestText.contains("verity-salt=" + String(repeating: "ab", count: 32)))
     }
 }
+
+@Suite(.serialized) struct RecipeTests {
+    @Test func boardRecipeWithDevelopmentKeys() throws {
+        let tmp = try TempDir("recipe")
+        // Compresses to a single 4 KiB block: exercises the tiny-payload padding.
+        let img = try tmp.write("build/rootfs.squashfs", String(repeating: "rootfs data ", count: 20_000))
+        let kernel = try tmp.write("build/Image", String(repeating: "kernel ", count: 9_000))
+        let hook = try tmp.write("build/hook", "#!/bin/sh\nexit 0\n", mode: 0o755)
+        let choice = try BundleSigning.resolve(cert: nil, key: nil, developmentKeysDirectory: tmp.sub("keys"), release: false)
+        #expect(choice.warning == DevelopmentKeys.warning)
+        #expect(choice.generatedKeys)
+        #expect(throws: BundleError.self) {
+            try BundleSigning.resolve(cert: nil, key: nil, developmentKeysDirectory: tmp.sub("keys"), release: true)
+        }
+        #expect(throws: BundleError.self) {
+            try BundleSigning.resolve(cert: choice.identity.certPath, key: choice.identity.keyPath,
+                                      developmentKeysDirectory: tmp.sub("keys"), release: true)
+        }
+        let recipe = BundleRecipe(compatible: "board-x", version: "2026.11", format: .verity, hookScript: hook,
+                                  bundleHooks: ["install-check"], images: [
+                                      .init(slotClass: "rootfs", source: img, hooks: ["post-install"]),
+                                      .init(slotClass: "kernel", source: kernel, filename: "kernel.img"),
+                                  ])
+        let out = tmp.sub("board-x.raucb")
+        try recipe.createBundle(stagingDirectory: tmp.sub("stage"), output: out, options: .init(identity: choice.identity))
+        let ca = try #require(choice.developmentCA)
+        let v = try BundleReader.verify(out, options: BundleVerifyOptions(policy: KeyringPolicy(keyringPath: ca)))
+        #expect(v.manifest.images.map(\.filename) == ["rootfs.squashfs", "kernel.img"])
+        #expect(v.manifest.hookFilename == "hook")
+        if Rauc.available {
+            let o = try Rauc.check(out, keyring: ca, in: tmp)
+            #expect(o.accepted, "\(o.log)")
+            #expect(o.info.contains("'board-x'"))
+        }
+    }
+}
