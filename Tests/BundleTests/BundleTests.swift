@@ -255,6 +255,11 @@ import TestSupport
         #expect(try FileSystem.readFile(out).prefix(n) == FileSystem.readFile(good).prefix(n))
         if Rauc.available {
             #expect(try Rauc.check(out, keyring: newKeys.keyring, in: f.tmp).accepted)
+            // `rauc resign` also checks the internal (SquashFS) manifest of our bundle.
+            let r = try Subprocess.run(["rauc", "resign", "--keyring=\(newKeys.keyring)", "--cert=\(f.keys.cert)",
+                                        "--key=\(f.keys.key)", "--signing-keyring=\(f.keys.keyring)", out, f.tmp.sub("rauc-resigned.raucb")], check: false)
+            #expect(r.status == 0, "rauc resign: \(r.stderrText)")
+            _ = try BundleReader.verify(f.tmp.sub("rauc-resigned.raucb"), options: f.verifyOptions())
         }
         let dir = f.tmp.sub("x")
         try BundleReader.extract(out, to: dir, options: f.verifyOptions(keyring: newKeys.keyring))
@@ -315,6 +320,8 @@ import TestSupport
         _ = try BundleReader.verify(out, options: BundleVerifyOptions(policy: KeyringPolicy(keyringPath: cs.keyring, checkPurpose: "codesign")))
         guard Rauc.available else { return }
         #expect(try !Rauc.check(out, keyring: cs.keyring, in: f.tmp).accepted)
+        let conf = try f.tmp.write("codesign.conf", "[system]\ncompatible=osbuild-test-board\nbootloader=noop\n\n[keyring]\ncheck-purpose=codesign\n")
+        #expect(try Rauc.check(out, keyring: cs.keyring, conf: conf, in: f.tmp).accepted)
     }
 
     /// rauc parses --conf on context setup; `rauc --conf=F --keyring=K info B` fails with
