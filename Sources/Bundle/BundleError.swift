@@ -44,6 +44,6 @@ public struct BundleError: UserError, Equatable {
     }
 
     static func truncated(path: String, offset: UInt64) -> BundleError {
-        BundleError(.trailer, path: path, "file ends early at byte \(offset) (truncated bundle?)")
+        BundleError(.payload, path: path, "file ends early at byte \(offset) (truncated or changed while reading?)")
     }
 }

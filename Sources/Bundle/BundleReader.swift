@@ -194,21 +194,8 @@ public enum BundleReader {
     }
 
     static func sha256(of path: String, length: UInt64) throws -> [UInt8] {
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else { throw SystemError("open", path: path, errno: errno) }
-        defer { close(fd) }
         var h = SHA256()
-        let bufSize = 1 << 20
-        let buf = UnsafeMutableRawBufferPointer.allocate(byteCount: bufSize, alignment: 64)
-        defer { buf.deallocate() }
-        var off: UInt64 = 0
-        while off < length {
-            let want = Int(min(UInt64(bufSize), length - off))
-            let chunk = UnsafeMutableRawBufferPointer(rebasing: buf[0..<want])
-            try preadFully(fd, chunk, offset: off, path: path)
-            h.update(UnsafeRawBufferPointer(chunk))
-            off += UInt64(want)
-        }
+        try FileChunks.forEach(path, length: length) { chunk, _ in h.update(chunk) }
         return h.finalize()
     }
 
@@ -244,17 +231,7 @@ public enum BundleReader {
     }
 
     static func streamFile(_ path: String, _ sink: (UnsafeRawBufferPointer) throws -> Void) throws {
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else { throw SystemError("open", path: path, errno: errno) }
-        defer { close(fd) }
-        let buf = UnsafeMutableRawBufferPointer.allocate(byteCount: 1 << 20, alignment: 64)
-        defer { buf.deallocate() }
-        while true {
-            let n = read(fd, buf.baseAddress, buf.count)
-            if n < 0 { if errno == EINTR { continue }; throw SystemError("read", path: path, errno: errno) }
-            if n == 0 { return }
-            try sink(UnsafeRawBufferPointer(rebasing: buf[0..<n]))
-        }
+        try FileChunks.forEach(path) { chunk, _ in try sink(chunk) }
     }
 
     /// `osbuild bundle resign`: verify with the old keyring, then replace only the
@@ -278,19 +255,8 @@ public enum BundleReader {
     }
 
     static func copyPrefix(from path: String, length: UInt64, to file: AtomicOutputFile) throws {
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else { throw SystemError("open", path: path, errno: errno) }
-        defer { close(fd) }
-        let bufSize = 4 << 20
-        let buf = UnsafeMutableRawBufferPointer.allocate(byteCount: bufSize, alignment: 64)
-        defer { buf.deallocate() }
-        var off: UInt64 = 0
-        while off < length {
-            let want = Int(min(UInt64(bufSize), length - off))
-            let chunk = UnsafeMutableRawBufferPointer(rebasing: buf[0..<want])
-            try preadFully(fd, chunk, offset: off, path: path)
-            try file.pwrite(UnsafeRawBufferPointer(chunk), at: off)
-            off += UInt64(want)
+        try FileChunks.forEach(path, length: length, chunkSize: 4 << 20) { chunk, offset in
+            try file.pwrite(chunk, at: offset)
         }
     }
 }

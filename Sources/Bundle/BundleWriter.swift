@@ -180,38 +180,23 @@ public enum BundleWriter {
     }
 
     static func hashFile(_ path: String, blockIndex: Bool) throws -> (sha: String, size: UInt64, index: [UInt8]?) {
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else { throw SystemError("open", path: path, errno: errno) }
-        defer { close(fd) }
         var h = SHA256()
         var size: UInt64 = 0
         var index: [UInt8]? = blockIndex ? [] : nil
-        let buf = UnsafeMutableRawBufferPointer.allocate(byteCount: 1 << 20, alignment: 64)
-        defer { buf.deallocate() }
-        while true {
-            // Fill the whole buffer (short reads would split 4 KiB index blocks).
-            var n = 0
-            while n < buf.count {
-                guard let base = buf.baseAddress else { break }
-                let r = read(fd, base + n, buf.count - n)
-                if r < 0 { if errno == EINTR { continue }; throw SystemError("read", path: path, errno: errno) }
-                if r == 0 { break }
-                n += r
-            }
-            if n == 0 { break }
-            let chunk = UnsafeRawBufferPointer(rebasing: buf[0..<n])
+        // Chunks are whole 1 MiB reads except the last, and indexed images are a multiple
+        // of 4096 bytes, so 4 KiB blocks never straddle chunks.
+        try FileChunks.forEach(path) { chunk, _ in
             h.update(chunk)
             if index != nil {
-                // Chunks are full 1 MiB except at EOF and the size is a multiple of 4096.
                 var off = 0
-                while off < n {
+                while off < chunk.count {
                     var bh = SHA256()
-                    bh.update(UnsafeRawBufferPointer(rebasing: chunk[off..<min(off + 4096, n)]))
+                    bh.update(UnsafeRawBufferPointer(rebasing: chunk[off..<min(off + 4096, chunk.count)]))
                     index?.append(contentsOf: bh.finalize())
                     off += 4096
                 }
             }
-            size += UInt64(n)
+            size += UInt64(chunk.count)
         }
         return (h.hexDigest(), size, index)
     }

@@ -244,3 +244,25 @@ func preadFully(_ fd: Int32, _ buf: UnsafeMutableRawBufferPointer, offset: UInt6
         done += n
     }
 }
+
+/// Reads `[0, length)` of a file (default: all of it) in full chunks of `chunkSize`
+/// bytes (only the last may be shorter), with one reusable buffer.
+enum FileChunks {
+    static func forEach(_ path: String, length: UInt64? = nil, chunkSize: Int = 1 << 20,
+                        _ body: (UnsafeRawBufferPointer, UInt64) throws -> Void) throws {
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { throw SystemError("open", path: path, errno: errno) }
+        defer { close(fd) }
+        let total = try length ?? FileSystem.stat(path).size
+        let buf = UnsafeMutableRawBufferPointer.allocate(byteCount: chunkSize, alignment: 64)
+        defer { buf.deallocate() }
+        var off: UInt64 = 0
+        while off < total {
+            let want = Int(min(UInt64(chunkSize), total - off))
+            let chunk = UnsafeMutableRawBufferPointer(rebasing: buf[0..<want])
+            try preadFully(fd, chunk, offset: off, path: path)
+            try body(UnsafeRawBufferPointer(chunk), off)
+            off += UInt64(want)
+        }
+    }
+}
