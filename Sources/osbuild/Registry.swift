@@ -8,4 +8,5 @@ let commandRegistry: [any ParsableCommand.Type] = [
     Clean.self,
     Boards.self,
     BoardCommand.self,
+    BundleCommand.self,
 ]
