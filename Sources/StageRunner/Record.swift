@@ -38,6 +38,7 @@ public struct BuildDirectory: Sendable {
     public var logsDir: String { root + "/logs" }
     public var tmpDir: String { root + "/tmp" }
     public var statCachePath: String { stateDir + "/statcache" }
+    public var snapshotsDir: String { stateDir + "/snapshots" }
     public func outputDir(_ stage: String) -> String { stagesDir + "/" + stage }
     public func recordPath(_ stage: String) -> String { stateDir + "/" + stage + ".json" }
     public func logPath(_ stage: String) -> String { logsDir + "/" + stage + ".log" }

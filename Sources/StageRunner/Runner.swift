@@ -178,7 +178,7 @@ public final class StageRunner: @unchecked Sendable {
     public func plan(_ options: RunOptions = RunOptions()) throws -> [PlanEntry] {
         try validate(options)
         let cache = StatCache(path: buildDir.statCachePath)
-        let hasher = InputHasher(cache: cache)
+        let hasher = InputHasher(cache: cache, snapshotDir: buildDir.snapshotsDir)
         let forced = forcedSet(options)
         var states: [String: StageState] = [:]
         var entries: [PlanEntry] = []
@@ -264,7 +264,7 @@ public final class StageRunner: @unchecked Sendable {
         }
 
         let cache = StatCache(path: buildDir.statCachePath)
-        let hasher = InputHasher(cache: cache)
+        let hasher = InputHasher(cache: cache, snapshotDir: buildDir.snapshotsDir)
         let forced = forcedSet(options)
         let selected: Set<String> = options.only.map { [$0] } ?? Set(order)
         let scheduler = Scheduler(order: order.filter(selected.contains), stages: byName, jobs: max(1, options.jobs))

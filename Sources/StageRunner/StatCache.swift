@@ -21,10 +21,19 @@ public final class StatCache: @unchecked Sendable {
     private let lock = NSLock()
     private let loadedAt: Int64
 
+    private var loaded = false
+
     public init(path: String) {
         self.path = path
         loadedAt = Int64(Date().timeIntervalSince1970 * 1e9)
-        load()
+    }
+
+    /// Loaded on first use: a no-op build whose input snapshots all hold never needs it.
+    private func ensureLoadedLocked() {
+        if !loaded {
+            loaded = true
+            load()
+        }
     }
 
     private func load() {
@@ -68,6 +77,7 @@ public final class StatCache: @unchecked Sendable {
         let m = st.mtimeSec * 1_000_000_000 + st.mtimeNsec
         let c = st.ctimeSec * 1_000_000_000 + st.ctimeNsec
         lock.lock()
+        ensureLoadedLocked()
         if let e = entries[p], e.size == st.size, e.mtimeNs == m, e.ctimeNs == c, e.inode == st.inode {
             lock.unlock()
             return e.sha256
@@ -84,6 +94,7 @@ public final class StatCache: @unchecked Sendable {
     public func save() throws {
         lock.lock(); defer { lock.unlock() }
         guard dirty else { return }
+        ensureLoadedLocked()
         let racyLimit = Int64(Date().timeIntervalSince1970 * 1e9) - 2_000_000_000
         var out: [UInt8] = []
         out.reserveCapacity(entries.count * 140)
@@ -102,10 +113,20 @@ public final class StatCache: @unchecked Sendable {
 }
 
 /// Hashes declared input paths into one digest each.
+///
+/// A directory's digest is cached in a snapshot (state/snapshots/) listing every entry
+/// below it with its stat data. When every entry, directories included, still has the
+/// same stat data, the directory is unchanged: adding, removing or renaming an entry
+/// changes its parent directory's mtime, and writing a file changes its own. That
+/// validation is one `lstat` per entry, with no readdir, sorting or hashing.
 public struct InputHasher: Sendable {
     let cache: StatCache
+    let snapshotDir: String?
 
-    public init(cache: StatCache) { self.cache = cache }
+    public init(cache: StatCache, snapshotDir: String? = nil) {
+        self.cache = cache
+        self.snapshotDir = snapshotDir
+    }
 
     /// Digest of a file or directory tree: names, types, permission bits, symlink targets
     /// and contents. A missing path hashes to a distinct marker (so appearing/disappearing
@@ -113,12 +134,19 @@ public struct InputHasher: Sendable {
     public func digest(_ path: String) throws -> String {
         guard let st = try FileSystem.lstatIfExists(path) else { return "missing" }
         if !st.isDirectory { return try entryDigest(path, st) }
+        let snapPath = snapshotDir.map { $0 + "/" + SHA256.hex(path) }
+        if let snapPath, let snap = DirectorySnapshot.load(snapPath), snap.root == path, snap.isCurrent(rootStat: st) {
+            return snap.digest
+        }
         let h = SHA256()
         var buf: [UInt8] = []
         buf.reserveCapacity(1 << 16)
-        try walk(path, rel: "", into: h, buffer: &buf)
+        var snap = DirectorySnapshot(root: path, rootStat: .init(st))
+        try walk(path, rel: "", into: h, buffer: &buf, snapshot: &snap)
         h.update(buf)
-        return h.hexDigest()
+        snap.digest = h.hexDigest()
+        if let snapPath { try? snap.save(snapPath) }
+        return snap.digest
     }
 
     private func entryDigest(_ path: String, _ st: FileSystem.Stat) throws -> String {
@@ -129,18 +157,21 @@ public struct InputHasher: Sendable {
 
     /// Serialises (relative path, mode, digest) of every entry in byte order into
     /// `buffer`, feeding the hash in 64 KiB chunks (one EVP call per chunk, not per field).
-    private func walk(_ dir: String, rel: String, into h: SHA256, buffer: inout [UInt8]) throws {
-        for name in try FileSystem.listDirectory(dir).sorted(by: ByteOrder.less) {
+    private func walk(_ dir: String, rel: String, into h: SHA256, buffer: inout [UInt8], snapshot: inout DirectorySnapshot) throws {
+        var names = try FileSystem.listDirectory(dir)
+        names.sort(by: ByteOrder.less)
+        for name in names {
             let p = dir + "/" + name
             let r = rel.isEmpty ? name : rel + "/" + name
             let st = try FileSystem.lstat(p)
+            snapshot.entries.append(.init(rel: r, stat: .init(st)))
             buffer.append(utf8: r)
             buffer.append(0)
             buffer.appendDecimal(st.mode)
             buffer.append(0)
             if st.isDirectory {
                 buffer.append(0x0A)
-                try walk(p, rel: r, into: h, buffer: &buffer)
+                try walk(p, rel: r, into: h, buffer: &buffer, snapshot: &snapshot)
             } else {
                 buffer.append(utf8: try entryDigest(p, st))
                 buffer.append(0x0A)
@@ -149,6 +180,117 @@ public struct InputHasher: Sendable {
                 h.update(buffer)
                 buffer.removeAll(keepingCapacity: true)
             }
+        }
+    }
+}
+
+/// The stat data that identifies an unchanged entry.
+struct StatKey: Equatable {
+    var mode: UInt32
+    var size: UInt64
+    var mtimeNs: Int64
+    var ctimeNs: Int64
+    var inode: UInt64
+
+    init(_ st: FileSystem.Stat) {
+        mode = st.mode
+        size = st.size
+        mtimeNs = st.mtimeSec * 1_000_000_000 + st.mtimeNsec
+        ctimeNs = st.ctimeSec * 1_000_000_000 + st.ctimeNsec
+        inode = st.inode
+    }
+
+    init(mode: UInt32, size: UInt64, mtimeNs: Int64, ctimeNs: Int64, inode: UInt64) {
+        self.mode = mode
+        self.size = size
+        self.mtimeNs = mtimeNs
+        self.ctimeNs = ctimeNs
+        self.inode = inode
+    }
+}
+
+struct DirectorySnapshot {
+    struct Entry {
+        var rel: String
+        var stat: StatKey
+    }
+
+    var root: String
+    var rootStat: StatKey
+    var entries: [Entry] = []
+    var digest = ""
+
+    init(root: String, rootStat: StatKey) {
+        self.root = root
+        self.rootStat = rootStat
+    }
+
+    func isCurrent(rootStat now: FileSystem.Stat) -> Bool {
+        guard StatKey(now) == rootStat else { return false }
+        for e in entries {
+            guard let st = try? FileSystem.lstat(root + "/" + e.rel), StatKey(st) == e.stat else { return false }
+        }
+        return true
+    }
+
+    /// Not saved when any entry changed within the last 2 s: a second write in the same
+    /// timestamp tick would otherwise go unnoticed.
+    func save(_ path: String) throws {
+        let racy = Int64(Date().timeIntervalSince1970 * 1e9) - 2_000_000_000
+        if rootStat.mtimeNs >= racy || rootStat.ctimeNs >= racy { return }
+        var out: [UInt8] = []
+        out.reserveCapacity(entries.count * 80 + 200)
+        out.append(utf8: digest); out.append(0x0A)
+        out.append(utf8: root); out.append(0x0A)
+        func add(_ k: StatKey, _ rel: String) {
+            out.appendDecimal(k.mode); out.append(0x09)
+            out.appendDecimal(k.size); out.append(0x09)
+            out.appendDecimal(k.mtimeNs); out.append(0x09)
+            out.appendDecimal(k.ctimeNs); out.append(0x09)
+            out.appendDecimal(k.inode); out.append(0x09)
+            out.append(utf8: rel); out.append(0x0A)
+        }
+        add(rootStat, ".")
+        for e in entries {
+            if e.stat.mtimeNs >= racy || e.stat.ctimeNs >= racy { return }
+            add(e.stat, e.rel)
+        }
+        try FileSystem.makeDirectories(FileSystem.dirname(path))
+        try FileSystem.writeAtomically(path, out)
+    }
+
+    static func load(_ path: String) -> DirectorySnapshot? {
+        guard let bytes = try? FileSystem.readFile(path) else { return nil }
+        return bytes.withUnsafeBufferPointer { b -> DirectorySnapshot? in
+            var i = 0
+            let n = b.count
+            func line() -> String? {
+                let s = i
+                while i < n, b[i] != 0x0A { i += 1 }
+                guard i < n else { return nil }
+                defer { i += 1 }
+                return String(decoding: UnsafeBufferPointer(rebasing: b[s..<i]), as: UTF8.self)
+            }
+            func number() -> UInt64? {
+                var v: UInt64 = 0
+                let s = i
+                while i < n, b[i] >= 0x30, b[i] <= 0x39 { v = v &* 10 &+ UInt64(b[i] - 0x30); i += 1 }
+                guard i > s, i < n, b[i] == 0x09 else { return nil }
+                i += 1
+                return v
+            }
+            func record() -> (StatKey, String)? {
+                guard let mode = number(), let size = number(), let m = number(), let c = number(), let ino = number(), let rel = line() else { return nil }
+                return (StatKey(mode: UInt32(truncatingIfNeeded: mode), size: size, mtimeNs: Int64(bitPattern: m), ctimeNs: Int64(bitPattern: c), inode: ino), rel)
+            }
+            guard let digest = line(), let root = line(), let (rs, dot) = record(), dot == "." else { return nil }
+            var snap = DirectorySnapshot(root: root, rootStat: rs)
+            snap.digest = digest
+            while i < n {
+                guard let (k, rel) = record() else { return nil }
+                snap.entries.append(Entry(rel: rel, stat: k))
+            }
+            return snap
         }
     }
 }

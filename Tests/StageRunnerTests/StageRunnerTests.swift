@@ -259,4 +259,42 @@ func ran(_ o: StageOutcome?) -> Bool { if case .ran? = o { true } else { false }
         let plan = try r.plan()
         #expect(plan[1].state == .notImplemented(reason: "issue 99"))
     }
+
+    /// Directory snapshots are only trusted for entries older than 2 s, so this test
+    /// waits that long once, then checks that every kind of change is still seen.
+    @Test func directorySnapshotsSeeEveryChange() throws {
+        let f = try Fixture()
+        _ = try f.runner().run()
+        Thread.sleep(forTimeInterval: 2.2)
+        #expect(ran(f.outcomes(try f.runner().run(RunOptions.forced))["source"]))  // saves the snapshot
+        let snaps = try FileSystem.listDirectory(f.buildDir.snapshotsDir)
+        #expect(snaps.count == 1)
+        #expect(try f.runner().run().results.allSatisfy { $0.outcome == .cached })
+        let changes: [(String, () throws -> Void)] = [
+            ("edit", { try f.tmp.write("inputs/dir/sub/b", "B") }),
+            ("add", { try f.tmp.write("inputs/dir/sub/c", "c") }),
+            ("remove", { _ = unlink(f.tmp.sub("inputs/dir/a")) }),
+            ("rename", { _ = rename(f.tmp.sub("inputs/dir/sub/c"), f.tmp.sub("inputs/dir/sub/d")) }),
+            ("chmod", { _ = chmod(f.tmp.sub("inputs/dir/sub/b"), 0o600) }),
+        ]
+        for (i, (what, change)) in changes.enumerated() {
+            if i == 1 {
+                // Age the tree again so "add" is checked against a valid snapshot too
+                // (it is seen through the parent directory's mtime).
+                Thread.sleep(forTimeInterval: 2.2)
+                _ = try f.runner().run(RunOptions.forced)
+                #expect(try f.runner().run().results.allSatisfy { $0.outcome == .cached })
+            }
+            try change()
+            #expect(ran(f.outcomes(try f.runner().run())["source"]), "\(what) was not noticed")
+        }
+    }
+}
+
+extension RunOptions {
+    static var forced: RunOptions {
+        var o = RunOptions()
+        o.force = true
+        return o
+    }
 }
