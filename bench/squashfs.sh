@@ -46,7 +46,7 @@ rss() { # peak RSS in MiB of one run of "$@"
   /usr/bin/time -f %M "$@" 2>&1 >/dev/null | tail -n1 | awk '{printf "%.0f", $1/1024}'
 }
 
-printf '%-5s %10s %10s %8s %12s %12s %8s %9s %9s\n' comp osbuild_s mksq_s t_ratio osbuild_B mksq_B s_ratio osb_MiB mksq_MiB
+printf '%-5s %10s %10s %8s %9s %9s %8s %12s %12s %8s %9s %9s\n' comp osbuild_s mksq_s t_ratio osb_cpu mksq_cpu c_ratio osbuild_B mksq_B s_ratio osb_MiB mksq_MiB
 for comp in $COMPS; do
   osb=(env SOURCE_DATE_EPOCH=1700000000 "$OSB" mkfs squashfs "$CORPUS" "$WORK/osb-$comp.sqfs" --comp "$comp" --block-size "$BLOCK" --all-root)
   mks=(mksquashfs "$CORPUS" "$WORK/mks-$comp.sqfs" -noappend -comp "$comp" -b "$BLOCK" -all-root -no-progress -quiet)
@@ -58,9 +58,11 @@ for comp in $COMPS; do
 import json, sys
 j = json.load(open(sys.argv[1]))
 m = {r["command"]: r["mean"] for r in j["results"]}
+cpu = {r["command"]: r["user"] + r["system"] for r in j["results"]}
 comp, so, sm, ro, rm = sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), sys.argv[5], sys.argv[6]
 o, k = m["osbuild"], m["mksquashfs"]
-print("%-5s %10.2f %10.2f %8.2f %12d %12d %8.3f %9s %9s" % (comp, o, k, o / k, so, sm, so / sm, ro, rm))
-print("%s: ratio osbuild/peer = %.2f (time), size ratio = %.3f, peak RSS %s MiB vs %s MiB" % (comp, o / k, so / sm, ro, rm), file=sys.stderr)
+co, ck = cpu["osbuild"], cpu["mksquashfs"]
+print("%-5s %10.2f %10.2f %8.2f %9.1f %9.1f %8.2f %12d %12d %8.3f %9s %9s" % (comp, o, k, o / k, co, ck, co / ck, so, sm, so / sm, ro, rm))
+print("%s: ratio osbuild/peer = %.2f (time), %.2f (user+sys CPU), size ratio = %.3f, peak RSS %s MiB vs %s MiB" % (comp, o / k, co / ck, so / sm, ro, rm), file=sys.stderr)
 PY
 done

@@ -145,6 +145,10 @@ public final class BlockCompressor {
     private var zstream: UnsafeMutablePointer<z_stream>?
     private var lzmaOptions: UnsafeMutablePointer<lzma_options_lzma>?
     private var xzScratch: UnsafeMutableRawBufferPointer?
+    /// One encoder per filter chain (plain LZMA2 first, then each BCJ variant), kept
+    /// across blocks so liblzma reuses its match-finder memory instead of mapping and
+    /// faulting in fresh pages for every block.
+    private var xzStreams: [UnsafeMutablePointer<lzma_stream>] = []
     private var zstdCtx: OpaquePointer?
     private var lz4State: UnsafeMutableRawPointer?
 
@@ -176,6 +180,12 @@ public final class BlockCompressor {
             if !bcj.isEmpty {
                 xzScratch = .allocate(byteCount: maxBlockSize + 65536, alignment: 16)
             }
+            for _ in 0...bcj.count {
+                let st = UnsafeMutablePointer<lzma_stream>.allocate(capacity: 1)
+                // LZMA_STREAM_INIT is all zeroes.
+                UnsafeMutableRawPointer(st).initializeMemory(as: UInt8.self, repeating: 0, count: MemoryLayout<lzma_stream>.size)
+                xzStreams.append(st)
+            }
         case .lz4(let hc, _):
             let size = hc ? Int(LZ4_sizeofStateHC()) : Int(LZ4_sizeofState())
             lz4State = .allocate(byteCount: size, alignment: 16)
@@ -188,6 +198,10 @@ public final class BlockCompressor {
     deinit {
         if let z = zstream { deflateEnd(z); z.deallocate() }
         lzmaOptions?.deallocate()
+        for st in xzStreams {
+            lzma_end(st)
+            st.deallocate()
+        }
         xzScratch?.deallocate()
         if let c = zstdCtx { ZSTD_freeCCtx(c) }
         lz4State?.deallocate()
@@ -214,12 +228,12 @@ public final class BlockCompressor {
             throw Failure(message: "zlib deflate failed (\(r))")
         case .xz(_, let bcj, _):
             guard let opts = lzmaOptions else { return nil }
-            var best = try xzEncode(filter: nil, opts: opts, sp, src.count, dp, limit)
-            for f in bcj {
+            var best = try xzEncode(filter: nil, stream: xzStreams[0], opts: opts, sp, src.count, dp, limit)
+            for (k, f) in bcj.enumerated() {
                 guard let scratch = xzScratch, let sbase = scratch.baseAddress else { break }
                 let cap = min(limit, scratch.count, best.map { $0 - 1 } ?? limit)
                 if cap <= 0 { break }
-                if let n = try xzEncode(filter: f, opts: opts, sp, src.count, sbase, cap) {
+                if let n = try xzEncode(filter: f, stream: xzStreams[k + 1], opts: opts, sp, src.count, sbase, cap) {
                     dp.copyMemory(from: sbase, byteCount: n)
                     best = n
                 }
@@ -246,22 +260,33 @@ public final class BlockCompressor {
     }
 
     private func xzEncode(
-        filter: XZFilter?, opts: UnsafeMutablePointer<lzma_options_lzma>,
+        filter: XZFilter?, stream: UnsafeMutablePointer<lzma_stream>, opts: UnsafeMutablePointer<lzma_options_lzma>,
         _ src: UnsafeRawPointer, _ n: Int, _ dst: UnsafeMutableRawPointer, _ cap: Int
     ) throws -> Int? {
         var chain: [lzma_filter] = []
         if let filter { chain.append(lzma_filter(id: filter.lzmaID, options: nil)) }
         chain.append(lzma_filter(id: lzmaFilterLZMA2, options: UnsafeMutableRawPointer(opts)))
         chain.append(lzma_filter(id: lzmaVLIUnknown, options: nil))
-        var pos = 0
-        let r = chain.withUnsafeMutableBufferPointer { f in
-            lzma_stream_buffer_encode(
-                f.baseAddress, LZMA_CHECK_CRC32, nil, src.assumingMemoryBound(to: UInt8.self), n,
-                dst.assumingMemoryBound(to: UInt8.self), &pos, cap)
+        let initResult = chain.withUnsafeMutableBufferPointer { f in
+            lzma_stream_encoder(stream, f.baseAddress, LZMA_CHECK_CRC32)
         }
-        if r == LZMA_OK { return pos }
-        if r == LZMA_BUF_ERROR { return nil }
-        throw Failure(message: "liblzma encoder failed (code \(r.rawValue))" + (filter.map { " with BCJ filter \($0.rawValue)" } ?? ""))
+        guard initResult == LZMA_OK else {
+            throw Failure(message: "liblzma encoder setup failed (code \(initResult.rawValue))" + (filter.map { " with BCJ filter \($0.rawValue)" } ?? ""))
+        }
+        stream.pointee.next_in = src.assumingMemoryBound(to: UInt8.self)
+        stream.pointee.avail_in = n
+        stream.pointee.next_out = dst.assumingMemoryBound(to: UInt8.self)
+        stream.pointee.avail_out = cap
+        while true {
+            let r = lzma_code(stream, LZMA_FINISH)
+            if r == LZMA_STREAM_END { return cap - stream.pointee.avail_out }
+            if r == LZMA_OK {
+                if stream.pointee.avail_out == 0 { return nil }
+                continue
+            }
+            if r == LZMA_BUF_ERROR { return nil }
+            throw Failure(message: "liblzma encoder failed (code \(r.rawValue))" + (filter.map { " with BCJ filter \($0.rawValue)" } ?? ""))
+        }
     }
 }
 

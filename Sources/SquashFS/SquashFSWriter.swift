@@ -35,10 +35,13 @@ private struct ImageJob {
     let bs: Int
     /// Reachable inodes, dense index -> tree id (walk order, root first).
     let order: [InodeID]
-    var dense: [Int]
+    let dense: [Int]
     var inodes: [Inode]
     var nlink: [UInt32]
-    var firstPath: [String]
+    var parentOf: [Int]
+    var nameOf: [String]
+    /// Sorted children of each directory, by tree id.
+    let children: [Int: [(name: String, id: InodeID)]]
     var ids: [UInt32] = []
     var idIndex: [UInt32: UInt16] = [:]
     var xattrIndex: [UInt32]
@@ -49,30 +52,64 @@ private struct ImageJob {
         self.tree = tree
         self.options = options
         bs = options.blockSize
-        order = tree.reachableInodes()
-        dense = [Int](repeating: -1, count: tree.inodeCapacity)
-        for (i, id) in order.enumerated() { dense[id.raw] = i }
-        inodes = order.map { tree[$0] }
-        let counts = tree.linkCounts()
-        nlink = order.map { counts[$0] ?? 1 }
-        xattrIndex = [UInt32](repeating: Format.noXAttr, count: order.count)
-        var paths = [String](repeating: "", count: order.count)
-        var seen = [Bool](repeating: false, count: order.count)
-        var badName: String?
-        let denseMap = dense
-        tree.walk { path, id, _ in
-            let d = denseMap[id.raw]
-            if !seen[d] { seen[d] = true; paths[d] = path }
-            if badName == nil, path != "/", let last = path.split(separator: "/").last, last.utf8.count > 255 {
-                badName = path
+        // One traversal (children in byte order) gives the dense numbering in first-visit
+        // order, link counts, and each inode's first name and parent for messages.
+        var order: [InodeID] = [FSTree.rootID]
+        var dense = [Int](repeating: -1, count: tree.inodeCapacity)
+        dense[FSTree.rootID.raw] = 0
+        var nlink: [UInt32] = [2]
+        var parentOf: [Int] = [-1]
+        var nameOf: [String] = [""]
+        var kids: [Int: [(name: String, id: InodeID)]] = [:]
+        var badName: (parent: Int, name: String)?
+        func visit(_ dir: InodeID, _ dirDense: Int) {
+            let k = tree.children(of: dir)
+            kids[dir.raw] = k
+            for (name, id) in k {
+                if badName == nil && name.utf8.count > 255 { badName = (dirDense, name) }
+                var d = dense[id.raw]
+                let isDir = tree[id].kind == .directory
+                if d < 0 {
+                    d = order.count
+                    dense[id.raw] = d
+                    order.append(id)
+                    nlink.append(isDir ? 2 : 0)
+                    parentOf.append(dirDense)
+                    nameOf.append(name)
+                }
+                if isDir {
+                    nlink[dirDense] += 1
+                    visit(id, d)
+                } else {
+                    nlink[d] += 1
+                }
             }
         }
-        firstPath = paths
+        visit(FSTree.rootID, 0)
+        self.order = order
+        self.dense = dense
+        self.nlink = nlink
+        self.parentOf = parentOf
+        self.nameOf = nameOf
+        self.children = kids
+        inodes = order.map { tree[$0] }
+        xattrIndex = [UInt32](repeating: Format.noXAttr, count: order.count)
         if let badName {
-            throw SquashFSError("\(badName): file name is longer than 255 bytes", exitCode: ExitStatus.usage)
+            throw SquashFSError("\(path(badName.parent))/\(badName.name): file name is longer than 255 bytes", exitCode: ExitStatus.usage)
         }
         try collectIDs()
         collectXAttrs()
+    }
+
+    /// First path of an inode (for messages).
+    func path(_ d: Int) -> String {
+        var parts: [String] = []
+        var cur = d
+        while cur > 0 {
+            parts.append(nameOf[cur])
+            cur = parentOf[cur]
+        }
+        return "/" + parts.reversed().joined(separator: "/")
     }
 
     private mutating func idx(_ id: UInt32) throws -> UInt16 {
@@ -102,7 +139,7 @@ private struct ImageJob {
                 if XAttrPrefix(name: x.name) != nil {
                     kept.append(x)
                 } else {
-                    stats.droppedXAttrs.append("\(firstPath[d]): \(x.name)")
+                    stats.droppedXAttrs.append("\(path(d)): \(x.name)")
                 }
             }
             guard !kept.isEmpty else { continue }
@@ -390,13 +427,7 @@ private struct ImageJob {
         // directory), so a directory can name its parent's number before the parent exists.
         var number = [UInt32](repeating: 0, count: n)
         var counter: UInt32 = 0
-        var childrenCache: [Int: [(name: String, id: InodeID)]] = [:]
-        func kids(_ id: InodeID) -> [(name: String, id: InodeID)] {
-            if let k = childrenCache[id.raw] { return k }
-            let k = tree.children(of: id)
-            childrenCache[id.raw] = k
-            return k
-        }
+        func kids(_ id: InodeID) -> [(name: String, id: InodeID)] { children[id.raw] ?? [] }
         func assignNumbers(_ dirID: InodeID) {
             let k = kids(dirID)
             for c in k where inodes[dense[c.id.raw]].kind == .directory { assignNumbers(c.id) }
@@ -571,7 +602,7 @@ private struct ImageJob {
         case .symlink:
             let target = Array(i.symlinkTarget.utf8)
             guard !target.isEmpty, target.count <= 4095 else {
-                throw SquashFSError("\(firstPath[d]): symlink target length \(target.count) is not 1...4095 bytes")
+                throw SquashFSError("\(path(d)): symlink target length \(target.count) is not 1...4095 bytes")
             }
             var b = header(d, type: extended ? basic + 7 : basic, number: number)
             b.le32(nlink[d])
