@@ -8,5 +8,10 @@ let commandRegistry: [any ParsableCommand.Type] = [
     Clean.self,
     Boards.self,
     BoardCommand.self,
+    Mkfs.self,
+    ImageCommand.self,
+    InspectCommand.self,
     BundleCommand.self,
+    MergeKconfig.self,
+    VerifyKconfig.self,
 ]

@@ -1,0 +1,118 @@
+import ArgumentParser
+import Basics
+import Codecs
+import FSTree
+import SquashFS
+
+/// `osbuild mkfs <type>`: build a filesystem image from a directory.
+struct Mkfs: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Build a filesystem image (squashfs, ...) from a directory.",
+        subcommands: [Squashfs.self, Erofs.self]
+    )
+
+    struct Squashfs: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "squashfs",
+            abstract: "Build a SquashFS 4.0 image from a directory.",
+            discussion: """
+                SRC is a directory (archives are accepted once the Rootfs module can read them).
+                Owners, modes, times, devices and xattrs are taken from SRC; with --all-root every
+                entry is owned by 0:0. SOURCE_DATE_EPOCH, when set, clamps newer mtimes and is
+                the superblock time; otherwise the superblock time is the newest mtime.
+                """
+        )
+
+        @Argument(help: "Source directory.")
+        var src: String
+
+        @Argument(help: "Output image path (written to a temporary name, renamed when complete).")
+        var out: String
+
+        @Option(name: .customLong("comp"), help: "Compressor: gzip, xz, lz4, lz4hc, zstd.")
+        var comp: String = "gzip"
+
+        @Option(help: "Compression level (gzip 1-9, xz preset 0-9, lz4hc 1-12, zstd 1-22).")
+        var level: Int?
+
+        @Option(name: .customLong("block-size"), help: "Data block size, power of two 4K..1M (e.g. 128K, 1M).")
+        var blockSize: String = "128K"
+
+        @Flag(name: .customLong("all-root"), help: "Make every entry owned by root (0:0).")
+        var allRoot = false
+
+        @Flag(name: .customLong("no-fragments"), help: "Do not pack small files into fragment blocks.")
+        var noFragments = false
+
+        @Flag(name: .customLong("no-tail-packing"), help: "Keep the last partial block of large files as a short block (mksquashfs default).")
+        var noTailPacking = false
+
+        @Flag(name: .customLong("no-dedup"), help: "Do not detect duplicate files.")
+        var noDedup = false
+
+        @Flag(name: .customLong("no-sparse"), help: "Store all-zero blocks instead of holes.")
+        var noSparse = false
+
+        @Flag(name: .customLong("no-exports"), help: "Do not write the NFS export table.")
+        var noExports = false
+
+        @Option(name: .customLong("xz-bcj"), help: "xz: comma-separated BCJ filters to try (x86, arm, armthumb, arm64, powerpc, ia64, sparc).")
+        var xzBCJ: String?
+
+        @Option(name: .customLong("xz-dict-size"), help: "xz: dictionary size (2^n or 3*2^n, at most the block size).")
+        var xzDictSize: String?
+
+        @Option(help: "Compression threads (default: one per CPU).")
+        var threads: Int = 0
+
+        func run() throws {
+            try runReportingErrors {
+                guard let bsize = ByteCount.parse(blockSize), bsize <= 1 << 30 else {
+                    throw MessageError("--block-size '\(blockSize)' is not a size (e.g. 128K)", exitCode: ExitStatus.usage)
+                }
+                var compression = try Compression.parse(comp, level: level)
+                if xzBCJ != nil || xzDictSize != nil {
+                    guard case .xz(let preset, _, _) = compression else {
+                        throw MessageError("--xz-bcj and --xz-dict-size need --comp xz (got '\(comp)')", exitCode: ExitStatus.usage)
+                    }
+                    var filters: [XZFilter] = []
+                    for name in (xzBCJ ?? "").split(separator: ",") {
+                        guard let f = XZFilter(rawValue: String(name)) else {
+                            throw MessageError("unknown xz BCJ filter '\(name)' (choose from \(XZFilter.allCases.map(\.rawValue).joined(separator: ", ")))", exitCode: ExitStatus.usage)
+                        }
+                        filters.append(f)
+                    }
+                    var dict: Int?
+                    if let xzDictSize {
+                        guard let d = ByteCount.parse(xzDictSize) else {
+                            throw MessageError("--xz-dict-size '\(xzDictSize)' is not a size", exitCode: ExitStatus.usage)
+                        }
+                        dict = Int(d)
+                    }
+                    compression = .xz(preset: preset, bcj: filters, dictSize: dict)
+                }
+                let epoch = try BuildClock.sourceDateEpoch()
+                let options = SquashFSOptions(
+                    compression: compression, blockSize: Int(bsize),
+                    fragments: !noFragments, tailPacking: !noTailPacking, deduplicate: !noDedup,
+                    sparse: !noSparse, exportTable: !noExports,
+                    mkfsTime: epoch.map { UInt32(clamping: $0) }, threads: threads)
+                try options.validate()
+                var tree = try FSTree.fromHostDirectory(src, options: .init(ownership: allRoot ? .root : .host))
+                if let epoch { tree.clampMtimes(to: epoch) }
+                let console = Console.shared
+                let stats = try SquashFSWriter(options).write(tree: tree, to: out) { done, total in
+                    console.progress("squashfs", done: done, total: total)
+                }
+                console.clearProgress()
+                for d in stats.droppedXAttrs.prefix(10) {
+                    console.error("warning: xattr not representable in SquashFS, left out: \(d)")
+                }
+                if stats.droppedXAttrs.count > 10 {
+                    console.error("warning: \(stats.droppedXAttrs.count - 10) more xattrs left out")
+                }
+                console.line("\(out): \(stats)")
+            }
+        }
+    }
+}
