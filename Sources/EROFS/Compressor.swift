@@ -35,6 +35,8 @@ struct Extent: Sendable {
     var length: Int
     var plain: Bool
     var blocks: Int
+    /// ztailpacking: the compressed bytes live in the metadata after the index.
+    var inline = false
 }
 
 /// Cuts `buffer` (the file bytes from `segmentStart`) into extents whose compressed form
@@ -42,7 +44,8 @@ struct Extent: Sendable {
 /// front, as LZ4_0PADDING requires) to `out`.
 func compressSegment(
     _ buffer: UnsafeRawBufferPointer, segmentStart: UInt64, fileSize: UInt64, pclusterSize: Int,
-    maxExtentInput: Int, compressor: ExtentCompressor, out: inout [UInt8]
+    maxExtentInput: Int, compressor: ExtentCompressor, out: inout [UInt8],
+    tailBudget: Int = 0, inlineTail: inout [UInt8]
 ) throws -> [Extent] {
     let bs = EROFSFormat.blockSize
     var extents: [Extent] = []
@@ -72,7 +75,35 @@ func compressSegment(
         // final piece must not run into a NONHEAD lcluster: keep such a piece compressed
         // when it fits one block, or split it at the lcluster boundary.
         let crossesAtEOF = Int(abs % UInt64(bs)) + min(bs, rest) > bs && rest <= bs
-        if isFinal && crossesAtEOF && blocks == 1 {
+        if isFinal && tailBudget > 0 && blocks > 1 {
+            // The last extent needs several blocks: one block fewer plus an inline tail is
+            // smaller when the rest compresses into the tail budget.
+            let fewer = (blocks - 1) * bs
+            let (c1, d1) = try compressor.compress(input, target: fewer)
+            let b1 = (d1.count + bs - 1) / bs
+            let e1 = abs + UInt64(c1)
+            let next = (lcn + 1) * UInt64(bs)
+            let nonHead1 = next < e1 && e1 >= next + UInt64(bs)
+            if c1 > fewer, c1 < rest, b1 == 1 || nonHead1 {
+                let restInput = UnsafeRawBufferPointer(rebasing: buffer[(pos + c1)..<(pos + rest)])
+                let (c2, d2) = try compressor.compress(restInput, target: min(bs - 1, tailBudget))
+                if c2 == rest - c1 && !d2.isEmpty {
+                    out.append(contentsOf: repeatElement(0, count: b1 * bs - d1.count))
+                    out.append(contentsOf: d1)
+                    extents.append(Extent(start: abs, length: c1, plain: false, blocks: b1))
+                    inlineTail = Array(d2)
+                    extents.append(Extent(start: e1, length: c2, plain: false, blocks: 0, inline: true))
+                    pos += c1 + c2
+                    continue
+                }
+            }
+        }
+        if isFinal && data.count < bs && data.count <= tailBudget && !data.isEmpty {
+            // ztailpacking: the last extent's compressed bytes go inline into the metadata.
+            inlineTail = Array(data)
+            extents.append(Extent(start: abs, length: consumed, plain: false, blocks: 0, inline: true))
+            pos += consumed
+        } else if isFinal && crossesAtEOF && blocks == 1 {
             out.append(contentsOf: repeatElement(0, count: bs - data.count))
             out.append(contentsOf: data)
             extents.append(Extent(start: abs, length: consumed, plain: false, blocks: 1))
@@ -100,13 +131,14 @@ func compressSegment(
 /// The full (8 bytes per lcluster) index of a compressed file, preceded by the map header
 /// and its 8 reserved bytes. `firstBlock` is the block of the first pcluster; pclusters
 /// follow each other in extent order.
-func fullIndex(extents: [Extent], fileSize: UInt64, firstBlock: UInt32, algorithm: UInt8, bigPcluster: Bool) -> [UInt8] {
+func fullIndex(extents: [Extent], fileSize: UInt64, firstBlock: UInt32, algorithm: UInt8, bigPcluster: Bool, inlineSize: Int) -> [UInt8] {
     let bs = UInt64(EROFSFormat.blockSize)
     let count = Int(divRoundUp(fileSize, bs))
     var w = ByteWriter(capacity: 16 + 8 * count)
     // Map header: fragment offset / idata size (0), advise, algorithm, cluster bits (0 = 4 KiB).
-    w.u32(0)
-    w.u16(bigPcluster ? EROFSFormat.adviseBigPcluster1 : 0)
+    w.u16(0)
+    w.u16(UInt16(inlineSize))
+    w.u16((bigPcluster ? EROFSFormat.adviseBigPcluster1 : 0) | (inlineSize > 0 ? EROFSFormat.adviseInlinePcluster : 0))
     w.u8(algorithm)
     w.u8(0)
     w.zeros(8)
@@ -124,7 +156,7 @@ func fullIndex(extents: [Extent], fileSize: UInt64, firstBlock: UInt32, algorith
                 let p = 8 * l
                 idx.putU16(EROFSFormat.lclusterNonHead, at: p)
                 var d0 = UInt16(l - head)
-                if l == head + 1 && bigPcluster && !e.plain { d0 = EROFSFormat.cblkcntFlag | UInt16(e.blocks) }
+                if l == head + 1 && bigPcluster && !e.plain && !e.inline { d0 = EROFSFormat.cblkcntFlag | UInt16(e.blocks) }
                 idx.putU16(d0, at: p + 4)
                 idx.putU16(UInt16(nextHead - l), at: p + 6)
             }

@@ -33,12 +33,15 @@ public struct EROFSOptions: Sendable {
     public var buildTime: Timestamp?
     /// Store file/directory/symlink tails inline after the inode (FLAT_INLINE).
     public var inlineData: Bool
+    /// Compressed files: store the last extent's compressed bytes inline after the index
+    /// when it is smaller than a block (ztailpacking, Linux 5.17+).
+    public var ztailpacking: Bool
     /// Worker threads for compression (default: online CPUs).
     public var threads: Int
 
     public init(
         compression: Compression = .lz4hc(level: 12), pclusterSize: Int = 65536, uuid: [UInt8]? = nil,
-        label: String = "", buildTime: Timestamp? = nil, inlineData: Bool = true,
+        label: String = "", buildTime: Timestamp? = nil, inlineData: Bool = true, ztailpacking: Bool = true,
         threads: Int = ProcessInfo.processInfo.activeProcessorCount
     ) {
         self.compression = compression
@@ -47,6 +50,7 @@ public struct EROFSOptions: Sendable {
         self.label = label
         self.buildTime = buildTime
         self.inlineData = inlineData
+        self.ztailpacking = ztailpacking
         self.threads = threads
     }
 

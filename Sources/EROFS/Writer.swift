@@ -70,13 +70,16 @@ private struct Job: Sendable {
     var first: Bool
     var last: Bool
     var inlineBudget: Int
+    /// Inode header + xattr bytes (where a compression index would start, before alignment).
+    var inodeBase: Int
+    var ztailpacking: Bool
 }
 
 private enum JobOutput: Sendable {
     /// The raw bytes of the piece (uncompressed layout).
     case raw([UInt8])
     /// Extents and their physical clusters.
-    case compressed([Extent], [UInt8])
+    case compressed([Extent], [UInt8], tail: [UInt8])
 }
 
 private struct ImageBuilder {
@@ -93,6 +96,7 @@ private struct ImageBuilder {
     var totalInput: UInt64 = 0
     var doneInput: UInt64 = 0
     var compressedFiles = 0
+    var ztailFiles = 0
 
     static let segmentSize = 8 << 20
 
@@ -117,13 +121,18 @@ private struct ImageBuilder {
     }
 
     mutating func build() throws -> EROFSStats {
-        try collect()
-        try planXAttrs()
+        let trace = ProcessInfo.processInfo.environment["OSBUILD_EROFS_TRACE"] != nil
+        var t0 = Date()
+        func mark(_ s: String) {
+            if trace { FileHandle.standardError.write(Data("\(s): \(Date().timeIntervalSince(t0))\n".utf8)); t0 = Date() }
+        }
+        try collect(); mark("collect")
+        try planXAttrs(); mark("xattrs")
         chooseInodeForms()
-        try planSmallData()
-        try writeFileData()
-        let meta = try layoutMetadata()
-        try writeMetadata(meta)
+        try planSmallData(); mark("small")
+        try writeFileData(); mark("data")
+        let meta = try layoutMetadata(); mark("layout")
+        try writeMetadata(meta); mark("meta")
         return stats()
     }
 
@@ -319,7 +328,8 @@ private struct ImageBuilder {
             while s < n.size {
                 let len = min(seg, n.size - s)
                 jobs.append(Job(node: i, source: n.inode.content, fileSize: n.size, start: s, length: Int(len),
-                                first: s == 0, last: s + len == n.size, inlineBudget: budget))
+                                first: s == 0, last: s + len == n.size, inlineBudget: budget,
+                                inodeBase: n.inodeSize + n.xattrBody.count, ztailpacking: options.ztailpacking))
                 s += len
             }
         }
@@ -341,10 +351,10 @@ private struct ImageBuilder {
                 switch output {
                 case .raw(let bytes):
                     try placeRaw(job: job, bytes: bytes)
-                case .compressed(let ex, let data):
+                case .compressed(let ex, let data, let tail):
                     try writeBlocks(data)
                     extents += ex
-                    if job.last { try finishCompressed(job: job, fileStart: fileStart, extents: extents) }
+                    if job.last { try finishCompressed(job: job, fileStart: fileStart, extents: extents, inlineTail: tail) }
                 }
                 doneInput += UInt64(job.length)
                 progress?(doneInput, totalInput)
@@ -367,23 +377,35 @@ private struct ImageBuilder {
         let bytes = try reader.readAll()
         guard let compressor else { return .raw(bytes) }
         var data: [UInt8] = []
+        var tail: [UInt8] = []
+        let indexEnd = ImageBuilder.compressedRecordSize(base: job.inodeBase, fileSize: job.fileSize, inline: 0)
+        let budget = job.ztailpacking && job.last ? EROFSFormat.blockSize - indexEnd % EROFSFormat.blockSize : 0
         let ex = try bytes.withUnsafeBytes {
             try compressSegment($0, segmentStart: job.start, fileSize: job.fileSize, pclusterSize: pclusterSize,
-                                maxExtentInput: maxExtentInput, compressor: compressor, out: &data)
+                                maxExtentInput: maxExtentInput, compressor: compressor, out: &data,
+                                tailBudget: budget, inlineTail: &tail)
         }
         if job.first && job.last {
-            // A whole file: keep it compressed only if that saves at least one block.
+            // A whole file: keep it compressed only if that takes less space.
             let blocks = ex.reduce(0) { $0 + $1.blocks }
-            if blocks >= ImageBuilder.rawBlocks(size: job.fileSize, inlineBudget: job.inlineBudget) { return .raw(bytes) }
+            if !ImageBuilder.compressionPays(job: job, blocks: blocks, inline: tail.count) { return .raw(bytes) }
         }
-        return .compressed(ex, data)
+        return .compressed(ex, data, tail: tail)
     }
 
-    /// Blocks an uncompressed file occupies (its tail is inline when it fits).
-    static func rawBlocks(size: UInt64, inlineBudget: Int) -> Int {
-        let bs = UInt64(EROFSFormat.blockSize)
-        let tail = Int(size % bs)
-        return Int(size / bs) + (tail > 0 && tail > inlineBudget ? 1 : 0)
+    /// Record bytes after the inode start for a compressed file with a full index.
+    static func compressedRecordSize(base: Int, fileSize: UInt64, inline: Int) -> Int {
+        roundUp(base, 8) + 16 + 8 * Int(divRoundUp(fileSize, UInt64(EROFSFormat.blockSize))) + inline
+    }
+
+    /// Whether the compressed form (blocks + index + inline tail) is smaller than the raw
+    /// form (whole blocks + inline or block-padded tail).
+    static func compressionPays(job: Job, blocks: Int, inline: Int) -> Bool {
+        let bs = EROFSFormat.blockSize
+        let tail = Int(job.fileSize % UInt64(bs))
+        let raw = Int(job.fileSize / UInt64(bs)) * bs + (tail == 0 ? 0 : (tail <= job.inlineBudget ? tail : bs)) + job.inodeBase
+        let packed = blocks * bs + compressedRecordSize(base: job.inodeBase, fileSize: job.fileSize, inline: inline)
+        return packed < raw
     }
 
     mutating func writeBlocks(_ data: [UInt8]) throws {
@@ -414,9 +436,9 @@ private struct ImageBuilder {
         i = 0
     }
 
-    mutating func finishCompressed(job: Job, fileStart: UInt64, extents: [Extent]) throws {
+    mutating func finishCompressed(job: Job, fileStart: UInt64, extents: [Extent], inlineTail: [UInt8]) throws {
         let blocks = extents.reduce(0) { $0 + $1.blocks }
-        if blocks >= ImageBuilder.rawBlocks(size: job.fileSize, inlineBudget: job.inlineBudget) {
+        if !ImageBuilder.compressionPays(job: job, blocks: blocks, inline: inlineTail.count) {
             // Not worth it: rewrite the whole file raw over the same blocks.
             block = fileStart
             let reader = try ContentReader(job.source)
@@ -426,7 +448,8 @@ private struct ImageBuilder {
                 let piece = try reader.read(upTo: seg)
                 let last = off + UInt64(piece.count) >= job.fileSize
                 try placeRaw(job: Job(node: job.node, source: job.source, fileSize: job.fileSize, start: off, length: piece.count,
-                                      first: off == 0, last: last, inlineBudget: job.inlineBudget), bytes: piece)
+                                      first: off == 0, last: last, inlineBudget: job.inlineBudget,
+                                      inodeBase: job.inodeBase, ztailpacking: false), bytes: piece)
                 off += UInt64(piece.count)
                 if piece.isEmpty { break }
             }
@@ -437,7 +460,9 @@ private struct ImageBuilder {
         nodes[i].layout = EROFSFormat.layoutCompressedFull
         nodes[i].iu = UInt32(blocks)
         nodes[i].index = fullIndex(extents: extents, fileSize: job.fileSize, firstBlock: UInt32(truncatingIfNeeded: fileStart),
-                                   algorithm: algorithm, bigPcluster: bigPcluster)
+                                   algorithm: algorithm, bigPcluster: bigPcluster, inlineSize: inlineTail.count)
+        nodes[i].tail = inlineTail
+        if !inlineTail.isEmpty { ztailFiles += 1 }
     }
 
     // MARK: Metadata
@@ -452,25 +477,44 @@ private struct ImageBuilder {
     /// Bytes of an inode record after the inode header + xattrs.
     func recordSize(_ n: Node) -> Int {
         let base = n.inodeSize + n.xattrBody.count
-        if !n.index.isEmpty { return roundUp(base, 8) + n.index.count }
+        if !n.index.isEmpty { return roundUp(base, 8) + n.index.count + n.tail.count }
         return base + n.tail.count
     }
 
     mutating func layoutMetadata() throws -> Meta {
         let bs = EROFSFormat.blockSize
+        let slot = EROFSFormat.slotSize
         let metaBlock = block
-        var off = roundUp(sharedTable.count, EROFSFormat.slotSize)
+        // Best-fit packing: a record that fits in a block never straddles one (the kernel
+        // needs an inline tail in the same block as its inode), and the gaps this leaves
+        // are filled by later, smaller records. free[u] = blocks with u free slots.
+        let slotsPerBlock = bs / slot
+        var free = [[Int]](repeating: [], count: slotsPerBlock + 1)
+        var used = roundUp(sharedTable.count, slot)   // bytes of whole area handed out
+        if used % bs != 0 { free[(bs - used % bs) / slot].append(used / bs) }
+        used = roundUp(used, bs)
         for i in nodes.indices {
-            let rec = recordSize(nodes[i])
-            let inBlock = off % bs
-            // Keep a record (and so any inline tail) within one block when it fits in one;
-            // never let the inode header itself straddle blocks.
-            if (rec <= bs && inBlock + rec > bs) || inBlock + nodes[i].inodeSize > bs {
-                off = roundUp(off, bs)
+            let rec = roundUp(recordSize(nodes[i]), slot)
+            let units = rec / slot
+            if rec <= bs {
+                var placed = false
+                for f in units...slotsPerBlock where !free[f].isEmpty {
+                    guard let b = free[f].popLast() else { continue }
+                    let off = b * bs + (bs - f * slot)
+                    nodes[i].nid = UInt64(off / slot)
+                    if f > units { free[f - units].append(b) }
+                    placed = true
+                    break
+                }
+                if placed { continue }
             }
-            nodes[i].nid = UInt64(off / EROFSFormat.slotSize)
-            off = roundUp(off + rec, EROFSFormat.slotSize)
+            // A new block (or run of blocks for records larger than one block).
+            nodes[i].nid = UInt64(used / slot)
+            let end = used + rec
+            used = roundUp(end, bs)
+            if end % bs != 0 { free[(used - end) / slot].append(end / bs) }
         }
+        let off = used
         let metaBlocks = (off + bs - 1) / bs
         var late = metaBlock + UInt64(metaBlocks)
         let lateStart = late
@@ -549,6 +593,7 @@ private struct ImageBuilder {
         if !n.index.isEmpty {
             w.pad(to: 8)
             w.append(n.index)
+            w.append(n.tail)
         } else {
             w.append(n.tail)
         }
@@ -596,6 +641,7 @@ private struct ImageBuilder {
         var u1: UInt16 = 0
         if compressedFiles > 0 {
             incompat |= EROFSFormat.incompatZeroPadding
+            if ztailFiles > 0 { incompat |= EROFSFormat.incompatZTailPacking }
             if useConfigs {
                 incompat |= EROFSFormat.incompatBigPcluster
                 u1 = 1 << UInt16(algorithm)

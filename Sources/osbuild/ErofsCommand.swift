@@ -24,6 +24,8 @@ struct Erofs: ParsableCommand {
     @Option(help: "Volume label (at most 16 bytes).") var label: String = ""
     @Flag(name: .customLong("all-root"), help: "Make every entry owned by 0:0.") var allRoot = false
     @Flag(name: .customLong("no-inline"), help: "Never store data tails inline after inodes.") var noInline = false
+    @Flag(name: .customLong("no-ztailpacking"), help: "Do not inline the compressed tail of files (needed before Linux 5.17).") var noZtail = false
+    @Option(help: .hidden) var threads: Int?
 
     func run() throws {
         try runReportingErrors {
@@ -47,6 +49,8 @@ struct Erofs: ParsableCommand {
             }
             opts.label = label
             opts.inlineData = !noInline
+            opts.ztailpacking = !noZtail
+            if let threads { opts.threads = max(1, threads) }
             var tree = try FSTree.fromHostDirectory(source, options: .init(ownership: allRoot ? .root : .host))
             if let epoch = try BuildClock.sourceDateEpoch() {
                 tree.clampMtimes(to: epoch)
