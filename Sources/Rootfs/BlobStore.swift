@@ -57,7 +57,9 @@ public final class BlobStore {
         return try store(expectedSize: Int64(bytes.count)) { buf in
             let n = min(buf.count, bytes.count - offset)
             if n > 0 {
-                bytes.withUnsafeBytes { src in buf.baseAddress!.copyMemory(from: src.baseAddress! + offset, byteCount: n) }
+                bytes.withUnsafeBytes { src in
+                    UnsafeMutableRawBufferPointer(rebasing: buf[0..<n]).copyMemory(from: UnsafeRawBufferPointer(rebasing: src[offset..<(offset + n)]))
+                }
             }
             offset += n
             return n
@@ -77,9 +79,10 @@ public final class BlobStore {
         var total: UInt64 = 0
         func put(_ buf: UnsafeRawBufferPointer, _ hash: inout SHA256) throws {
             hash.update(buf)
+            guard let base = buf.baseAddress else { return }
             var off = 0
             while off < buf.count {
-                let n = write(fd, buf.baseAddress! + off, buf.count - off)
+                let n = write(fd, base + off, buf.count - off)
                 if n < 0 {
                     if errno == EINTR { continue }
                     throw SystemError("write", path: tmp, errno: errno)

@@ -202,9 +202,10 @@ final class LZ4LegacyCompressor: StreamCompressor {
         let cap = Int(LZ4_compressBound(Int32(block.count)))
         var out = [UInt8](repeating: 0, count: cap + 4)
         let n = block.withUnsafeBytes { src in
-            out.withUnsafeMutableBytes { dst in
-                LZ4_compress_HC(src.baseAddress?.assumingMemoryBound(to: CChar.self), (dst.baseAddress! + 4).assumingMemoryBound(to: CChar.self),
-                                Int32(block.count), Int32(cap), level)
+            out.withUnsafeMutableBytes { dst -> Int32 in
+                guard let d = dst.baseAddress else { return 0 }
+                return LZ4_compress_HC(src.baseAddress?.assumingMemoryBound(to: CChar.self), (d + 4).assumingMemoryBound(to: CChar.self),
+                                       Int32(block.count), Int32(cap), level)
             }
         }
         guard n > 0 else { throw CompressionError(message: "LZ4_compress_HC failed") }

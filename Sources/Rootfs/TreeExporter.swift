@@ -72,9 +72,10 @@ public enum TreeExporter {
         while true {
             let got = try r.read(into: buf)
             if got == 0 { break }
+            guard let base = buf.baseAddress else { break }
             var off = 0
             while off < got {
-                let w = write(fd, buf.baseAddress! + off, got - off)
+                let w = write(fd, base + off, got - off)
                 if w < 0 {
                     if errno == EINTR { continue }
                     throw SystemError("write", path: hp, errno: errno)
