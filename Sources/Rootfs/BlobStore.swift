@@ -1,4 +1,5 @@
 import Basics
+import Dispatch
 import FSTree
 #if canImport(Glibc)
 import Glibc
@@ -68,38 +69,29 @@ public final class BlobStore {
 
     private func spill(prefix: [UInt8], read: (UnsafeMutableRawBufferPointer) throws -> Int) throws -> ContentSource {
         let tmp = directory + "/.tmp-" + String(getpid()) + "-" + String(UInt64.random(in: 0...UInt64.max), radix: 16)
-        let fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o644)
-        guard fd >= 0 else { throw SystemError("create", path: tmp, errno: errno) }
+        let writer = try AsyncFileWriter(path: tmp)
         var ok = false
-        defer {
-            close(fd)
-            if !ok { unlink(tmp) }
-        }
+        defer { if !ok { unlink(tmp) } }
         var hash = SHA256()
         var total: UInt64 = 0
-        func put(_ buf: UnsafeRawBufferPointer, _ hash: inout SHA256) throws {
-            hash.update(buf)
-            guard let base = buf.baseAddress else { return }
-            var off = 0
-            while off < buf.count {
-                let n = write(fd, base + off, buf.count - off)
-                if n < 0 {
-                    if errno == EINTR { continue }
-                    throw SystemError("write", path: tmp, errno: errno)
-                }
-                off += n
-            }
-            total += UInt64(buf.count)
+        if !prefix.isEmpty {
+            hash.update(prefix)
+            try writer.submit(prefix)
+            total += UInt64(prefix.count)
         }
-        if !prefix.isEmpty { try prefix.withUnsafeBytes { try put($0, &hash) } }
         let bufSize = 1 << 20
         let buf = UnsafeMutableRawBufferPointer.allocate(byteCount: bufSize, alignment: 16)
         defer { buf.deallocate() }
         while true {
             let n = try read(buf)
             if n == 0 { break }
-            try put(UnsafeRawBufferPointer(rebasing: buf[0..<n]), &hash)
+            let chunk = UnsafeRawBufferPointer(rebasing: buf[0..<n])
+            hash.update(chunk)
+            // Decompression (this thread) overlaps with the write on the writer's queue.
+            try writer.submit(Array(chunk))
+            total += UInt64(n)
         }
+        try writer.finish()
         let final = directory + "/" + hash.hexDigest()
         if let st = try FileSystem.lstatIfExists(final), st.isRegular, st.size == total {
             return .hostFile(path: final, size: total)
@@ -107,5 +99,55 @@ public final class BlobStore {
         try FileSystem.rename(tmp, final)
         ok = true
         return .hostFile(path: final, size: total)
+    }
+}
+
+/// Writes chunks to a new file on a background queue so the producer (decompression and
+/// hashing) runs on one core while the kernel copies data on the other. At most four chunks
+/// are in flight, so memory stays bounded.
+final class AsyncFileWriter: @unchecked Sendable {
+    private let fd: Int32
+    private let path: String
+    private let queue = DispatchQueue(label: "osbuild.blob-writer")
+    private let slots = DispatchSemaphore(value: 4)
+    private var failure: SystemError?  // touched only on `queue`
+    private var closed = false
+
+    init(path: String) throws {
+        self.path = path
+        fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o644)
+        guard fd >= 0 else { throw SystemError("create", path: path, errno: errno) }
+    }
+
+    deinit { if !closed { close(fd) } }
+
+    func submit(_ bytes: [UInt8]) throws {
+        slots.wait()
+        queue.async { [self] in
+            defer { slots.signal() }
+            guard failure == nil else { return }
+            bytes.withUnsafeBytes { b in
+                guard let base = b.baseAddress else { return }
+                var off = 0
+                while off < b.count {
+                    let n = write(fd, base + off, b.count - off)
+                    if n < 0 {
+                        if errno == EINTR { continue }
+                        failure = SystemError("write", path: path, errno: errno)
+                        return
+                    }
+                    off += n
+                }
+            }
+        }
+    }
+
+    /// Wait for all writes, close, and report the first failure.
+    func finish() throws {
+        let err = queue.sync { failure }
+        closed = true
+        let closeFailed = close(fd) != 0
+        if let err { throw err }
+        if closeFailed { throw SystemError("close", path: path, errno: errno) }
     }
 }

@@ -29,7 +29,10 @@ import TestSupport
 
         let t = try TempDir("kmod")
         var pkgTree = FSTree()
-        try ArchiveImporter.importArchive(deb, into: &pkgTree, blobs: BlobStore(directory: t.sub("blobs")))
+        let clock = ContinuousClock()
+        let started = clock.now
+        let summary = try ArchiveImporter.importArchive(deb, into: &pkgTree, blobs: BlobStore(directory: t.sub("blobs")))
+        print("import \(FileSystem.basename(deb)): \(summary.members) members in \(clock.now - started)")
         guard let modulesRoot = pkgTree.lookup("/lib/modules"), let version = pkgTree.children(of: modulesRoot).first?.name else {
             Issue.record("\(deb) has no /lib/modules/VERSION"); return
         }
