@@ -15,9 +15,14 @@ public enum ArchiveImporter {
         public var destination: String
         public var policy: UnsafeMemberPolicy
         public var log: RootfsLog
-        public init(destination: String = "/", policy: UnsafeMemberPolicy = .error, log: @escaping RootfsLog = { _ in }) {
+        /// Follow symlinks that were in the tree before this archive (resolved inside the
+        /// tree), so a package's ./bin/x lands in usr/bin on a merged-usr base, as with dpkg.
+        /// Symlinks created by the archive itself are never followed.
+        public var followTreeSymlinks: Bool
+        public init(destination: String = "/", policy: UnsafeMemberPolicy = .error, followTreeSymlinks: Bool = true, log: @escaping RootfsLog = { _ in }) {
             self.destination = destination
             self.policy = policy
+            self.followTreeSymlinks = followTreeSymlinks
             self.log = log
         }
     }
@@ -213,30 +218,55 @@ struct Ingester {
     /// missing directories are created when `create` is set.
     /// Returns the parent id, or the symlink path met on the way.
     enum ParentLookup {
-        case directory(InodeID)
+        /// The directory reached and its real (symlink-free) path in the tree.
+        case directory(InodeID, String)
         case missing
         case symlink(String)
     }
 
-    private func parent(of comps: ArraySlice<String>, in tree: inout FSTree, member: String, create: Bool) throws -> ParentLookup {
+    /// Symlinks this archive created: paths through them are refused (the classic
+    /// "symlink, then write through it" attack).
+    private var ownSymlinks = Set<InodeID>()
+
+    /// Walk `comps` from the root. Symlinks that were in the tree before this archive
+    /// (a merged-usr base: /bin -> usr/bin) are followed *inside the tree*: absolute targets
+    /// start at the tree root and `..` stops there, so nothing can leave the tree. Symlinks
+    /// from this archive are refused. Missing directories are created when `create` is set.
+    private func walk(_ input: [String], in tree: inout FSTree, member: String, create: Bool) throws -> ParentLookup {
+        var comps = input
+        var i = 0
         var cur = FSTree.rootID
-        var path = ""
-        for c in comps {
-            path += "/" + c
+        var path: [String] = []
+        var hops = 0
+        while i < comps.count {
+            let c = comps[i]
             if let next = tree.child(c, of: cur) {
                 let node = tree[next]
-                if node.kind == .symlink { return .symlink(path) }
+                if node.kind == .symlink {
+                    hops += 1
+                    let shown = "/" + (path + [c]).joined(separator: "/")
+                    if ownSymlinks.contains(next) || !options.followTreeSymlinks || hops > 40 { return .symlink(shown) }
+                    let base = node.symlinkTarget.hasPrefix("/") ? "" : "/" + path.joined(separator: "/")
+                    let resolved = FileSystem.normalize("/" + base + "/" + node.symlinkTarget)
+                    comps = resolved.split(separator: "/").map(String.init) + comps[(i + 1)...]
+                    i = 0
+                    cur = FSTree.rootID
+                    path = []
+                    continue
+                }
                 guard node.kind == .directory else {
-                    throw ArchiveError(archive: archive, member: member, "parent \(path) is a \(node.kind) in the tree, not a directory")
+                    throw ArchiveError(archive: archive, member: member, "parent /\((path + [c]).joined(separator: "/")) is a \(node.kind) in the tree, not a directory")
                 }
                 cur = next
             } else if create {
-                cur = try tree.insert(path, .directory())
+                cur = try tree.insert("/" + (path + [c]).joined(separator: "/"), .directory())
             } else {
                 return .missing
             }
+            path.append(c)
+            i += 1
         }
-        return .directory(cur)
+        return .directory(cur, path.isEmpty ? "" : "/" + path.joined(separator: "/"))
     }
 
     mutating func ingest(_ e: ArchiveEntryView, reader: LibArchiveReader, tree: inout FSTree) throws {
@@ -244,8 +274,11 @@ struct Ingester {
             throw ArchiveError(archive: archive, "a member name is not valid UTF-8 (osbuild names entries by UTF-8 strings)")
         }
         members += 1
-        guard case .ok(let memberComps) = Self.lexical(raw) else {
-            if case .unsafe(let why) = Self.lexical(raw) { try refuse(raw, why) }
+        let memberComps: [String]
+        switch Self.lexical(raw) {
+        case .ok(let c): memberComps = c
+        case .unsafe(let why):
+            try refuse(raw, why)
             skipped += 1
             return
         }
@@ -253,26 +286,29 @@ struct Ingester {
             throw ArchiveError(archive: archive, member: raw, "invalid name component '\(c)'")
         }
         let comps = destComps + memberComps
+        let isDir = EntryKind(modeTypeBits: archive_entry_filetype(e.entry)) == .directory && e.hardlink == nil
         guard let name = comps.last else {
             // "./": metadata of the destination directory itself.
-            if let kind = EntryKind(modeTypeBits: archive_entry_filetype(e.entry)), kind == .directory {
-                let dest = destComps.isEmpty ? "/" : "/" + destComps.joined(separator: "/")
-                if case .symlink(let link) = try parent(of: destComps[...], in: &tree, member: raw, create: true) {
-                    try refuse(raw, .throughSymlink(link)); skipped += 1; return
-                }
-                if let id = tree.lookup(dest), tree[id].kind == .directory {
-                    try tree.insert(dest, try inode(e, kind: .directory, reader: reader, member: raw))
-                }
+            guard isDir else { return }
+            switch try walk(destComps, in: &tree, member: raw, create: true) {
+            case .directory(_, let real):
+                try tree.insert(real.isEmpty ? "/" : real, try inode(e, kind: .directory, reader: reader, member: raw))
+            case .symlink(let link):
+                try refuse(raw, .throughSymlink(link)); skipped += 1
+            case .missing: break
             }
             return
         }
-        let path = "/" + comps.joined(separator: "/")
-        let parentResult = try parent(of: comps.dropLast(), in: &tree, member: raw, create: true)
-        guard case .directory(let parentID) = parentResult else {
-            if case .symlink(let link) = parentResult { try refuse(raw, .throughSymlink(link)) }
-            skipped += 1
-            return
+        let parentResult = try walk(Array(comps.dropLast()), in: &tree, member: raw, create: true)
+        let parentID: InodeID, parentPath: String
+        switch parentResult {
+        case .directory(let id, let real): (parentID, parentPath) = (id, real)
+        case .symlink(let link):
+            try refuse(raw, .throughSymlink(link)); skipped += 1; return
+        case .missing:
+            skipped += 1; return
         }
+        let path = parentPath + "/" + name
 
         if let target = e.hardlink {
             guard case .ok(let tcomps) = Self.lexical(target) else {
@@ -280,13 +316,21 @@ struct Ingester {
             }
             let full = destComps + tcomps
             guard let tname = full.last,
-                  case .directory(let tparent) = try parent(of: full.dropLast(), in: &tree, member: raw, create: false),
+                  case .directory(let tparent, _) = try walk(Array(full.dropLast()), in: &tree, member: raw, create: false),
                   let tid = tree.child(tname, of: tparent), tree[tid].kind != .directory
             else {
                 try refuse(raw, .hardlinkTarget(target)); skipped += 1; return
             }
             if tid == tree.child(name, of: parentID) { return }
             try tree.link(path, to: tid)
+            return
+        }
+
+        // A directory member over a symlink that was already in the tree and leads to a
+        // directory (merged-usr /bin -> usr/bin) keeps the link, as dpkg does.
+        if isDir, let existing = tree.child(name, of: parentID), tree[existing].kind == .symlink,
+           !ownSymlinks.contains(existing), options.followTreeSymlinks,
+           case .directory = try walk(Array(comps), in: &tree, member: raw, create: false) {
             return
         }
 
@@ -298,7 +342,8 @@ struct Ingester {
         if let existing = tree.child(name, of: parentID), tree[existing].kind == .directory, kind != .directory {
             try tree.remove(path)
         }
-        try tree.insert(path, node)
+        let id = try tree.insert(path, node)
+        if kind == .symlink { ownSymlinks.insert(id) }
     }
 
     private func inode(_ e: ArchiveEntryView, kind: EntryKind, reader: LibArchiveReader, member: String) throws -> Inode {

@@ -152,6 +152,41 @@ func makeFixtureTree(_ src: String) throws {
         for f in try FileSystem.listDirectory(blobs.directory) { #expect(f.count == 64, "\(f)") }
     }
 
+    /// A package over a merged-usr base: its ./bin/x lands in /usr/bin via the base's
+    /// /bin -> usr/bin link (as dpkg does), the link survives the package's ./bin/ entry, and
+    /// even a hostile base link cannot lead outside the tree.
+    @Test func followsBaseSymlinksInsideTheTree() throws {
+        let t = try TempDir("rootfs-usrmerge")
+        var tree = FSTree()
+        try tree.insert("/usr/bin", .directory(), createParents: true)
+        try tree.insert("/usr/lib", .directory(), createParents: true)
+        try tree.insert("/bin", .symlink("usr/bin"))
+        try tree.insert("/lib", .symlink("/usr/lib"))
+        try tree.insert("/evil", .symlink("../../../../tmp"))
+        try craft(t.sub("pkg.tar"), """
+            d(t, './bin')
+            f(t, './bin/busybox', b'bb')
+            l(t, './bin/sh', 'busybox')
+            l(t, './lib/hard', './bin/busybox', tarfile.LNKTYPE)
+            f(t, './evil/x')
+            """)
+        try ArchiveImporter.importArchive(t.sub("pkg.tar"), into: &tree, blobs: BlobStore(directory: t.sub("b")))
+        #expect(tree[tree.lookup("/bin")!].kind == .symlink)
+        #expect(try contentBytes(tree, "/usr/bin/busybox") == Array("bb".utf8))
+        #expect(tree[tree.lookup("/usr/bin/sh")!].symlinkTarget == "busybox")
+        #expect(tree.lookup("/usr/lib/hard") == tree.lookup("/usr/bin/busybox"))
+        #expect(tree.lookup("/tmp/x") != nil)  // "../../../../tmp" resolved at the tree root
+
+        // With following disabled, writing through the base link is refused.
+        try craft(t.sub("pkg2.tar"), "f(t, './bin/busybox', b'bb')")
+        var strict = FSTree()
+        try strict.insert("/usr/bin", .directory(), createParents: true)
+        try strict.insert("/bin", .symlink("usr/bin"))
+        #expect {
+            try ArchiveImporter.importArchive(t.sub("pkg2.tar"), into: &strict, blobs: BlobStore(directory: t.sub("b")), options: .init(followTreeSymlinks: false))
+        } throws: { ($0 as? UnsafeArchiveMember)?.member == "./bin/busybox" }
+    }
+
     @Test func truncatedArchiveIsAnErrorNamingIt() throws {
         let t = try TempDir("rootfs-trunc")
         try craft(t.sub("ok.tar"), "f(t, 'big', b'y' * 100000)")
