@@ -1,5 +1,8 @@
 import Basics
 import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// Fetches Debian packages by name with `apt-get download` into the shared download
 /// cache and pins each one in a lock file (input name -> file name + sha256), so a
@@ -61,6 +64,14 @@ public struct AptFetcher {
             throw RootfsError("apt:\(spec): not a package name")
         }
         try FileSystem.makeDirectories(cacheDirectory)
+        // Serialise builds sharing the cache: the lock file is read-modify-written.
+        let guardPath = cacheDirectory + "/.apt-lock.flock"
+        let gfd = open(guardPath, O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
+        guard gfd >= 0 else { throw SystemError("open", path: guardPath, errno: errno) }
+        defer { close(gfd) }
+        while flock(gfd, LOCK_EX) != 0 {
+            if errno != EINTR { throw SystemError("flock", path: guardPath, errno: errno) }
+        }
         var lock = try loadLock()
         if let entry = lock.packages[spec] {
             let path = cacheDirectory + "/" + entry.file

@@ -221,6 +221,14 @@ public struct KernelModules: Sendable {
         try put("modules.alias", aliasLines.filter { names.contains($0.module) }.map { $0.line + "\n" }.joined())
         try put("modules.softdep", softdepLines.filter { names.contains($0.module) }.map { $0.line + "\n" }.joined())
         if !builtinText.isEmpty { try put("modules.builtin", String(decoding: builtinText, as: UTF8.self)) }
+        // Built-in module info, so depmod/modprobe in the target also know built-in aliases.
+        for extra in ["modules.builtin.modinfo", "modules.builtin.alias"] {
+            if let id = source.lookup(directory + "/" + extra), source[id].kind == .regular {
+                var n = source[id]
+                n.mtime = mtime
+                try target.insert(directory + "/" + extra, n, createParents: true, parentTemplate: dirTemplate)
+            }
+        }
     }
 }
 
