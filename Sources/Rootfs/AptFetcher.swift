@@ -1,0 +1,125 @@
+import Basics
+import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Fetches Debian packages by name with `apt-get download` into the shared download
+/// cache and pins each one in a lock file (input name -> file name + sha256), so a
+/// rebuild uses the same file and a changed file is an error rather than a silent drift.
+public struct AptFetcher {
+    public struct LockEntry: Codable, Sendable, Hashable {
+        public var file: String
+        public var sha256: String
+    }
+
+    public struct LockFile: Codable, Sendable, Hashable {
+        public var packages: [String: LockEntry] = [:]
+    }
+
+    public struct Mismatch: UserError {
+        public var package: String
+        public var path: String
+        public var expected: String
+        public var actual: String
+        public var lockFile: String
+        public var description: String {
+            "apt:\(package): \(path) has sha256 \(actual) but \(lockFile) pins \(expected); delete the file to refetch it, or remove the entry from the lock file to accept a new package"
+        }
+    }
+
+    public let cacheDirectory: String
+    public let lockPath: String
+    public var log: RootfsLog
+
+    public init(cacheDirectory: String, lockPath: String? = nil, log: @escaping RootfsLog = { _ in }) {
+        self.cacheDirectory = cacheDirectory
+        self.lockPath = lockPath ?? cacheDirectory + "/apt-lock.json"
+        self.log = log
+    }
+
+    public func loadLock() throws -> LockFile {
+        guard FileSystem.exists(lockPath) else { return LockFile() }
+        do {
+            return try JSONDecoder().decode(LockFile.self, from: Data(try FileSystem.readFile(lockPath)))
+        } catch let e as any UserError {
+            throw e
+        } catch {
+            throw RootfsError("\(lockPath): not a valid apt lock file (\(error)); fix or delete it")
+        }
+    }
+
+    func saveLock(_ lock: LockFile) throws {
+        let enc = JSONEncoder()
+        enc.outputFormatting = [.prettyPrinted, .sortedKeys]
+        let data = try enc.encode(lock)
+        try FileSystem.makeDirectories(FileSystem.dirname(lockPath))
+        try FileSystem.writeAtomically(lockPath, [UInt8](data) + [0x0A])
+    }
+
+    /// The path of the `.deb` for `spec` ("name", "name=version", "name:arch"), fetching
+    /// it if the cache lacks it. The sha256 is checked against the lock on every call.
+    public func fetch(_ spec: String) throws -> String {
+        guard !spec.isEmpty, !spec.contains("/"), !spec.contains(" ") else {
+            throw RootfsError("apt:\(spec): not a package name")
+        }
+        try FileSystem.makeDirectories(cacheDirectory)
+        // Serialise builds sharing the cache: the lock file is read-modify-written.
+        let guardPath = cacheDirectory + "/.apt-lock.flock"
+        let gfd = open(guardPath, O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
+        guard gfd >= 0 else { throw SystemError("open", path: guardPath, errno: errno) }
+        defer { close(gfd) }
+        while flock(gfd, LOCK_EX) != 0 {
+            if errno != EINTR { throw SystemError("flock", path: guardPath, errno: errno) }
+        }
+        var lock = try loadLock()
+        if let entry = lock.packages[spec] {
+            let path = cacheDirectory + "/" + entry.file
+            if !FileSystem.exists(path) {
+                // Refetch exactly the pinned version (the file name carries it).
+                let version = Self.version(fromFileName: entry.file)
+                let name = spec.split(separator: "=").first.map(String.init) ?? spec
+                let fetched = try download(version.map { name + "=" + $0 } ?? spec)
+                if fetched != entry.file {
+                    try? FileSystem.removeTree(cacheDirectory + "/" + fetched)
+                    throw RootfsError("apt:\(spec): apt-get now downloads \(fetched), but \(lockPath) pins \(entry.file)")
+                }
+            }
+            let sum = try SHA256.hexOfFile(at: path)
+            guard sum == entry.sha256 else {
+                throw Mismatch(package: spec, path: path, expected: entry.sha256, actual: sum, lockFile: lockPath)
+            }
+            return path
+        }
+        let file = try download(spec)
+        let path = cacheDirectory + "/" + file
+        let sum = try SHA256.hexOfFile(at: path)
+        lock.packages[spec] = LockEntry(file: file, sha256: sum)
+        try saveLock(lock)
+        log("apt:\(spec): pinned \(file) sha256 \(sum) in \(lockPath)")
+        return path
+    }
+
+    /// Runs `apt-get download` in a private temp directory inside the cache and moves the
+    /// result into the cache; returns the file name.
+    private func download(_ what: String) throws -> String {
+        let tmp = cacheDirectory + "/.apt-tmp-" + String(getpid()) + "-" + String(UInt32.random(in: 0...UInt32.max), radix: 16)
+        try FileSystem.makeDirectories(tmp)
+        defer { try? FileSystem.removeTree(tmp) }
+        // Downloads into a root-owned dir are done by root; the _apt sandbox warning is harmless.
+        _ = try Subprocess.run(["apt-get", "download", "-q", "-o", "APT::Sandbox::User=root", what], directory: tmp)
+        let files = try FileSystem.listDirectory(tmp).filter { $0.hasSuffix(".deb") || $0.hasSuffix(".udeb") }
+        guard files.count == 1, let file = files.first else {
+            throw RootfsError("apt:\(what): apt-get download produced \(files.count) .deb files, expected 1")
+        }
+        try FileSystem.rename(tmp + "/" + file, cacheDirectory + "/" + file)
+        return file
+    }
+
+    /// "busybox-static_1%3a1.35.0-4+b3_amd64.deb" -> "1:1.35.0-4+b3".
+    static func version(fromFileName f: String) -> String? {
+        let parts = f.split(separator: "_")
+        guard parts.count == 3 else { return nil }
+        return String(parts[1]).removingPercentEncoding
+    }
+}

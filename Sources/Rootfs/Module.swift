@@ -1,2 +1,0 @@
-// Rootfs module: see docs/architecture.md for its place in the layering.
-public enum RootfsModule {}
