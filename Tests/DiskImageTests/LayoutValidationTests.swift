@@ -3,7 +3,6 @@ import DiskImage
 import Testing
 import TestSupport
 
-private let MiB: UInt64 = 1 << 20
 
 /// Resolves and returns the error message (fails the test if resolution succeeds).
 private func message(_ layout: DiskLayout, sourceLocation: Testing.SourceLocation = #_sourceLocation) -> String {
