@@ -37,6 +37,13 @@ public enum FilesystemMaker {
         }
     }
 
+    /// Like `make`, but the result appears at `path` only on success (temp name + rename).
+    public static func build(_ spec: FilesystemSpec, size: UInt64, to path: String, epoch: Int64, work: String, partition: String) throws {
+        try AtomicOutputFile.write(path) { out in
+            try make(spec, size: size, at: out.tempPath, epoch: epoch, work: work, partition: partition)
+        }
+    }
+
     /// The one tree a filesystem is populated from.
     public static func loadTree(_ source: FilesystemSpec.Source, partition: String) throws -> FSTree {
         switch source {
@@ -161,7 +168,8 @@ public enum FilesystemMaker {
             throw FilesystemError(partition: partition, message: "\(s.path): a \(s.inode.kind) cannot be stored in vfat", exitCode: ExitStatus.usage)
         }
         try createSized(path, size)
-        let env = ["SOURCE_DATE_EPOCH": String(epoch), "MTOOLS_SKIP_CHECK": "1", "TZ": "UTC", "LC_ALL": "C"]
+        // FAT dates start in 1980.
+        let env = ["SOURCE_DATE_EPOCH": String(max(epoch, 315_532_800)), "MTOOLS_SKIP_CHECK": "1", "TZ": "UTC", "LC_ALL": "C"]
         var args = ["mkfs.fat", "--invariant"]
         if let f = spec.fatSize { args += ["-F", String(f.rawValue)] }
         let volid = spec.uuid.map { $0.replacingOccurrences(of: "-", with: "") }
@@ -211,10 +219,25 @@ public enum FilesystemMaker {
             return g.lowercased()
         } ?? GUID.derived("ext", partition).lowercased()
         let env = ["E2FSPROGS_FAKE_TIME": String(epoch), "SOURCE_DATE_EPOCH": String(epoch), "TZ": "UTC", "LC_ALL": "C"]
-        var args = ["mke2fs", "-q", "-F", "-t", spec.kind.rawValue, "-I", "256",
-                    "-E", "root_owner=0:0,lazy_itable_init=0,lazy_journal_init=0,hash_seed=\(GUID.derived("ext-hash", uuid).lowercased())",
-                    "-U", uuid]
+        // mke2fs keeps only the last -E: merge user extended options into ours.
+        var extended = ["root_owner=0:0", "lazy_itable_init=0", "lazy_journal_init=0"]
+        var extra: [String] = []
+        var k = 0
+        while k < spec.extraArgs.count {
+            if spec.extraArgs[k] == "-E", k + 1 < spec.extraArgs.count {
+                extended += spec.extraArgs[k + 1].split(separator: ",").map(String.init)
+                k += 2
+                continue
+            }
+            extra.append(spec.extraArgs[k])
+            k += 1
+        }
+        if !extended.contains(where: { $0.hasPrefix("hash_seed=") }) {
+            extended.append("hash_seed=" + GUID.derived("ext-hash", uuid).lowercased())
+        }
+        var args = ["mke2fs", "-q", "-F", "-t", spec.kind.rawValue, "-I", "256", "-E", extended.joined(separator: ","), "-U", uuid]
         if size < (UInt64(4) << 30) { args += ["-O", "^large_file"] }
+        if size < (UInt64(2) << 40) { args += ["-O", "^huge_file"] }
         if let l = spec.label {
             guard l.utf8.count <= 16 else {
                 throw FilesystemError(partition: partition, message: "ext label '\(l)' is longer than 16 bytes", exitCode: ExitStatus.usage)
@@ -222,7 +245,7 @@ public enum FilesystemMaker {
             args += ["-L", l]
         }
         if let f = spec.features { args += ["-O", f] }
-        args += spec.extraArgs
+        args += extra
         args += ["-d", stageDir, path, String(size / 1024) + "k"]
         try run(args, env: env, partition: partition, hint: "e2fsprogs")
 

@@ -65,6 +65,10 @@ import TestSupport
         #expect(b.contains("LABEL=system0"))
         let cat = try sh(["debugfs", "-R", "cat /overlays/README", part]).stdoutText
         #expect(cat == "overlays live here\n")
+        // mke2fs copied host ctimes; the debugfs pass must have replaced them with the epoch.
+        let st = try sh(["debugfs", "-R", "stat /cmdline.txt", part]).stdoutText
+        #expect(st.contains("ctime: 0x6553f100:00000000"), "\(st)")
+        #expect(st.contains("crtime: 0x6553f100:00000000"), "\(st)")
         let link = try sh(["debugfs", "-R", "stat /link", part]).stdoutText
         #expect(link.contains("Fast link dest: \"config.txt\""))
 
