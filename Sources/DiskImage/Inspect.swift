@@ -31,7 +31,7 @@ public struct DiskReport: Codable, Sendable {
 
     public func json() -> String {
         let enc = JSONEncoder()
-        enc.outputFormatting = [.prettyPrinted, .sortedKeys]
+        enc.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
         guard let d = try? enc.encode(self) else { return "{}" }
         return String(decoding: d, as: UTF8.self)
     }

@@ -22,19 +22,39 @@ struct ImageCommand: ParsableCommand {
     @Option(help: "directory with input files") var inputpath: String?
     @Option(help: "directory for the generated images") var outputpath: String?
     @Option(help: "colon-separated directories searched by include()") var includepath: String?
-    @Option(help: "also write a SHA-256 bmap file next to each hdimage (IMAGE.bmap)") var bmap = false
+    @Flag(help: "also write a bmap file (SHA-256 per range) next to each hdimage: IMAGE.bmap") var bmap = false
+    @Flag(help: "also write IMAGE.xz for each hdimage (multi-threaded liblzma)") var xz = false
+    @Flag(help: "also write IMAGE.zip for each hdimage") var zip = false
+    @Option(name: .customLong("convert"), help: "also convert each hdimage with qemu-img: qcow2, vmdk, vdi or vhdx (repeatable)")
+    var conversions: [String] = []
 
     func run() throws {
         try runReportingErrors {
             let paths = GenimagePaths(rootpath: rootpath, tmppath: tmppath, inputpath: inputpath, outputpath: outputpath,
                                       includepath: includepath?.split(separator: ":").map(String.init) ?? [])
             let project = try GenimageProject(config: config, paths: paths)
-            let outputs = try project.build(epoch: nil)
-            for o in outputs {
-                if bmap, project.images.first(where: { $0.output == o })?.type == "hdimage" {
-                    try BmapWriter.write(image: o, to: o + ".bmap")
+            let formats = try conversions.map { c -> ImageConversion.VirtualFormat in
+                guard let f = ImageConversion.VirtualFormat(rawValue: c) else {
+                    throw MessageError("--convert \(c): unknown format (use qcow2, vmdk, vdi or vhdx)", exitCode: ExitStatus.usage)
                 }
-                Console.shared.line("wrote \(o)")
+                return f
+            }
+            let epoch = try BuildClock.sourceDateEpoch() ?? 0
+            try project.build(epoch: nil)
+            for img in project.images where !img.implicit {
+                var written = [img.output]
+                if img.type == "hdimage" {
+                    if bmap { try BmapWriter.write(image: img.output, to: img.output + ".bmap"); written.append(img.output + ".bmap") }
+                    if xz { try ImageConversion.xz(img.output, to: img.output + ".xz"); written.append(img.output + ".xz") }
+                    if zip { try ImageConversion.zip(img.output, to: img.output + ".zip", mtime: epoch); written.append(img.output + ".zip") }
+                    for f in formats {
+                        let out = img.output + "." + f.rawValue
+                        try ImageConversion.virtualDisk(img.output, to: out, format: f)
+                        written.append(out)
+                    }
+                }
+                let temporary = (try? GenimageValues.bool(img.section, "temporary")) ?? false
+                if !temporary { for w in written { Console.shared.line("wrote \(w)") } }
             }
         }
     }
@@ -52,7 +72,7 @@ struct InspectCommand: ParsableCommand {
     func run() throws {
         try runReportingErrors {
             let report = try DiskInspector.inspect(image)
-            Console.shared.line(json ? report.json() : report.text())
+            Console.shared.line(json ? report.json() : String(report.text().dropLast()))
         }
     }
 }
