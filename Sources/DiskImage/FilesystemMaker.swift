@@ -75,9 +75,10 @@ public enum FilesystemMaker {
     // MARK: staging
 
     /// Writes the tree's directories, files and symlinks under `dir` (files hard-linked
-    /// to their host source when possible, else copied), mtimes set. Returns the entries
-    /// that cannot be staged without privileges (devices, fifos, sockets).
-    static func stage(_ tree: FSTree, into dir: String, symlinks: Bool) throws -> [(path: String, inode: Inode)] {
+    /// to their host source when its mtime is already right, else copied and given the
+    /// tree's permissions, mtime and `atime`). Returns the entries that cannot be staged
+    /// without privileges (devices, fifos, sockets).
+    static func stage(_ tree: FSTree, into dir: String, symlinks: Bool, atime: Int64 = 0) throws -> [(path: String, inode: Inode)] {
         var special: [(String, Inode)] = []
         var linked: [InodeID: String] = [:]
         try FileSystem.makeDirectories(dir)
@@ -91,32 +92,46 @@ public enum FilesystemMaker {
                     guard link(first, host) == 0 else { throw SystemError("link", path: host, errno: errno) }
                     return
                 }
-                try stageFile(inode.content, to: host)
+                // Touching a hard link would change the user's input file: only copies get
+                // our permissions and times.
+                if try !stageFile(inode.content, to: host, mtime: inode.mtime) {
+                    chmod(host, mode_t(inode.permissions | 0o400))
+                    setTimes(host, atime: atime, mtime: inode.mtime)
+                }
                 linked[id] = host
-                setTimes(host, inode.mtime.seconds)
             case .symlink:
                 guard symlinks else { throw MessageError("\(path): symbolic links cannot be stored in this filesystem", exitCode: ExitStatus.usage) }
                 guard symlink(inode.symlinkTarget, host) == 0 else { throw SystemError("symlink", path: host, errno: errno) }
+                setTimes(host, atime: atime, mtime: inode.mtime)
             default:
                 special.append((path, inode))
             }
         }
-        // Directory mtimes last (creating children changes them).
+        // Directory times last (creating children changes them).
         tree.walk { path, _, inode in
-            if inode.kind == .directory { setTimes(path == "/" ? dir : dir + path, inode.mtime.seconds) }
+            if inode.kind == .directory { setTimes(path == "/" ? dir : dir + path, atime: atime, mtime: inode.mtime) }
         }
         return special
     }
 
-    private static func setTimes(_ path: String, _ t: Int64) {
-        var ts = [timespec(tv_sec: Int(t), tv_nsec: 0), timespec(tv_sec: Int(t), tv_nsec: 0)]
+    struct StagedStat { var uid: UInt32; var gid: UInt32; var mode: UInt32; var mtimeSec: Int64; var atimeSec: Int64 }
+
+    static func stagedStat(_ path: String) throws -> StagedStat {
+        var st = stat()
+        guard lstat(path, &st) == 0 else { throw SystemError("lstat", path: path, errno: errno) }
+        return StagedStat(uid: st.st_uid, gid: st.st_gid, mode: UInt32(st.st_mode), mtimeSec: Int64(st.st_mtim.tv_sec), atimeSec: Int64(st.st_atim.tv_sec))
+    }
+
+    private static func setTimes(_ path: String, atime: Int64, mtime: Timestamp) {
+        var ts = [timespec(tv_sec: Int(atime), tv_nsec: 0), timespec(tv_sec: Int(mtime.seconds), tv_nsec: Int(mtime.nanoseconds))]
         utimensat(AT_FDCWD, path, &ts, AT_SYMLINK_NOFOLLOW)
     }
 
-    private static func stageFile(_ content: ContentSource, to host: String) throws {
+    /// Returns true when the file was hard-linked (its times must not be touched).
+    private static func stageFile(_ content: ContentSource, to host: String, mtime: Timestamp) throws -> Bool {
         switch content {
         case .hostFile(let src, _):
-            if link(src, host) == 0 { return }
+            if let st = try? FileSystem.stat(src), st.mtimeSec == mtime.seconds, st.mtimeNsec == Int64(mtime.nanoseconds), link(src, host) == 0 { return true }
             try copyRange(src, offset: 0, length: content.size, to: host)
         case .fileRange(let src, let off, let len):
             try copyRange(src, offset: off, length: len, to: host)
@@ -124,6 +139,7 @@ public enum FilesystemMaker {
             let r = try ContentReader(content)
             try FileSystem.writeAtomically(host, try r.readAll())
         }
+        return false
     }
 
     private static func copyRange(_ src: String, offset: UInt64, length: UInt64, to dst: String) throws {
@@ -212,7 +228,7 @@ public enum FilesystemMaker {
 
     static func makeExt(_ spec: FilesystemSpec, tree: FSTree, size: UInt64, at path: String, epoch: Int64, work: String, partition: String) throws {
         let stageDir = work + "/root"
-        let special = try stage(tree, into: stageDir, symlinks: true)
+        let special = try stage(tree, into: stageDir, symlinks: true, atime: epoch)
         try createSized(path, size)
         let uuid = try spec.uuid.map { u -> String in
             guard let g = GUID.parse(u) else { throw DiskLayoutError.invalidGUID(what: "partition '\(partition)' filesystem uuid", value: u) }
@@ -270,18 +286,26 @@ public enum FilesystemMaker {
             }
             script += "cd /\n"
         }
+        // Only what differs from what mke2fs copied off the staged files is fixed (each
+        // debugfs command costs a path lookup and an inode write): ctime always (mke2fs
+        // copies the host's), atime of directories (reading them updates it) and of hard
+        // links, owner/mode/mtime where the staged file could not carry them.
         var seen = Set<InodeID>()
         let t = String(epoch)
-        tree.walk { p, id, inode in
+        let specialPaths = Set(special.map(\.path))
+        try tree.walk { p, id, inode in
             guard seen.insert(id).inserted else { return }
-            let f = (try? q(p)) ?? "\"/\""
-            script += "sif \(f) uid \(inode.uid)\nsif \(f) gid \(inode.gid)\n"
-            script += "sif \(f) mode 0\(String(inode.mode, radix: 8))\n"
-            script += "sif \(f) mtime @\(inode.mtime.seconds)\n"
-            for field in ["atime", "ctime", "crtime"] { script += "sif \(f) \(field) @\(t)\n" }
-            for field in ["mtime_extra", "atime_extra", "ctime_extra", "crtime_extra"] { script += "sif \(f) \(field) 0\n" }
+            let f = try q(p)
+            let staged = specialPaths.contains(p) ? nil : try stagedStat(p == "/" ? stageDir : stageDir + p)
+            if staged?.uid != inode.uid { script += "sif \(f) uid \(inode.uid)\n" }
+            if staged?.gid != inode.gid { script += "sif \(f) gid \(inode.gid)\n" }
+            if staged.map({ $0.mode & 0o7777 }) != UInt32(inode.permissions) || staged == nil {
+                script += "sif \(f) mode 0\(String(inode.mode, radix: 8))\n"
+            }
+            if staged?.mtimeSec != inode.mtime.seconds { script += "sif \(f) mtime @\(inode.mtime.seconds)\n" }
+            if inode.kind == .directory || staged == nil || staged?.atimeSec != epoch { script += "sif \(f) atime @\(t)\n" }
+            script += "sif \(f) ctime @\(t)\n"
         }
-        for field in ["atime", "ctime", "crtime", "mtime"] { script += "sif /lost+found \(field) @\(t)\n" }
         let scriptPath = work + "/debugfs.cmd"
         try FileSystem.writeAtomically(scriptPath, script)
         let r = try run(["debugfs", "-w", "-f", scriptPath, path], env: env, partition: partition, hint: "e2fsprogs")
