@@ -1,0 +1,170 @@
+import Basics
+import DiskImage
+import FSTree
+import Foundation
+import Testing
+import TestSupport
+
+@Suite(.serialized) struct BuildTests {
+    /// sgdisk -v must report no problems.
+    func sgdiskClean(_ image: String) throws {
+        guard TestEnv.oracle("sgdisk", package: "gdisk") != nil else { return }
+        let r = try sh(["sgdisk", "-v", image], check: false)
+        #expect(r.status == 0)
+        #expect(r.stdoutText.contains("No problems found"), "sgdisk -v: \(r.stdoutText)")
+    }
+
+    func fsckVFAT(_ image: String, _ e: ResolvedLayout.Entry, _ tmp: TempDir) throws {
+        guard TestEnv.oracle("fsck.vfat", package: "dosfstools") != nil else { return }
+        let part = tmp.sub("\(e.name).vfat")
+        try extract(image, offset: e.offset, size: e.size, to: part)
+        let r = try sh(["fsck.vfat", "-n", part], check: false)
+        #expect(r.status == 0, "fsck.vfat -n \(e.name): \(r.stdoutText) \(r.stderrText)")
+    }
+
+    func fsckExt(_ image: String, _ e: ResolvedLayout.Entry, _ tmp: TempDir) throws {
+        guard TestEnv.oracle("e2fsck", package: "e2fsprogs") != nil else { return }
+        let part = tmp.sub("\(e.name).ext4")
+        try extract(image, offset: e.offset, size: e.size, to: part)
+        let r = try sh(["e2fsck", "-fn", part], check: false)
+        #expect(r.status == 0, "e2fsck -fn \(e.name): \(r.stdoutText) \(r.stderrText)")
+    }
+
+    @Test func haosGPTLayout() throws {
+        guard TestEnv.oracle("sfdisk", package: "fdisk") != nil else { return }
+        let tmp = try TempDir("haos")
+        let boot = try sampleTree(tmp, name: "boot")
+        let rootfs = try sampleTree(tmp, name: "rootfs")
+        try sh(["ln", "-s", "config.txt", rootfs + "/link"])
+        let layout = ExampleLayouts.haos(bootFiles: boot, rootfs: rootfs)
+        let img = tmp.sub("haos.img")
+        let result = try DiskImageBuilder.build(layout, to: img, options: .init(epoch: 1_700_000_000))
+
+        let t = try SfdiskTable.read(img)
+        #expect(t.label == "gpt")
+        #expect(t.id == "8D8C9F4A-51B6-4E4A-9C1A-0B5A1F1E2D3C")
+        let parts = try #require(t.partitions)
+        #expect(parts.map(\.name) == ["hassos-boot", "hassos-kernel0", "hassos-system0", "hassos-kernel1", "hassos-system1",
+                                       "hassos-bootstate", "hassos-overlay", "hassos-data"])
+        #expect(parts[0].type == "C12A7328-F81F-11D2-BA4B-00A0C93EC93B")
+        #expect(parts[0].uuid == "B3DD0952-733C-4C88-8CBA-CAB9B8B4377F")
+        #expect(parts[2].type == "4F68BCE3-E8CD-4DB1-96E7-FBCAF984B709")
+        #expect(parts.map(\.start) == result.layout.entries.map { $0.offset / 512 })
+        #expect(parts.map(\.size) == result.layout.entries.map { $0.size / 512 })
+        #expect(parts[0].start == 2048)
+        try sgdiskClean(img)
+        try fsckVFAT(img, result.layout.entries[0], tmp)
+        for i in [2, 6, 7] { try fsckExt(img, result.layout.entries[i], tmp) }
+
+        // blkid sees the filesystems where the layout put them.
+        let e = result.layout.entries[2]
+        let part = tmp.sub("sys0.ext4")
+        try extract(img, offset: e.offset, size: e.size, to: part)
+        let b = try sh(["blkid", "-o", "export", part]).stdoutText
+        #expect(b.contains("UUID=3c1ef1b0-5e3d-4a5f-9e7c-000000000001"))
+        #expect(b.contains("LABEL=system0"))
+        let cat = try sh(["debugfs", "-R", "cat /overlays/README", part]).stdoutText
+        #expect(cat == "overlays live here\n")
+        // mke2fs copied host ctimes; the debugfs pass must have replaced them with the epoch.
+        let st = try sh(["debugfs", "-R", "stat /cmdline.txt", part]).stdoutText
+        #expect(st.contains("ctime: 0x6553f100:00000000"), "\(st)")
+        #expect(st.contains("crtime: 0x6553f100:00000000"), "\(st)")
+        let link = try sh(["debugfs", "-R", "stat /link", part]).stdoutText
+        #expect(link.contains("Fast link dest: \"config.txt\""))
+
+        // Reproducible: a second build is byte-identical.
+        let img2 = tmp.sub("haos2.img")
+        try DiskImageBuilder.build(layout, to: img2, options: .init(epoch: 1_700_000_000))
+        #expect(try fileSHA(img) == fileSHA(img2))
+        // Sparse: empty partitions are holes.
+        let du = try sh(["du", "-k", img]).stdoutText.split(separator: "\t").first.flatMap { UInt64($0) } ?? 0
+        #expect(du * 1024 < result.layout.size / 2, "image uses \(du) KiB of \(result.layout.size / 1024) KiB")
+    }
+
+    @Test func raspberryPiMBR() throws {
+        guard TestEnv.oracle("sfdisk", package: "fdisk") != nil else { return }
+        let tmp = try TempDir("rpi")
+        let boot = try sampleTree(tmp, name: "boot")
+        let img = tmp.sub("rpi.img")
+        let result = try DiskImageBuilder.build(ExampleLayouts.raspberryPi(bootFiles: boot), to: img, options: .init(epoch: 1_700_000_000))
+        let t = try SfdiskTable.read(img)
+        #expect(t.label == "dos")
+        #expect(t.id == "0x54525049")
+        let parts = try #require(t.partitions)
+        #expect(parts.map(\.type) == ["c", "c", "c", "83"])
+        #expect(parts.map { $0.bootable ?? false } == [false, true, false, false])
+        #expect(parts.map(\.start) == [8192, 16384, 98304, 180224])
+        // Raw blobs: boot code kept next to the table, SPL at sector 64.
+        let bytes = try FileSystem.readFile(img)
+        #expect(bytes[0..<440].allSatisfy { $0 == 0xEB })
+        #expect(bytes[510] == 0x55 && bytes[511] == 0xAA)
+        #expect(bytes[32768..<(32768 + 30000)].allSatisfy { $0 == 0x5A })
+        for i in 0..<3 { try fsckVFAT(img, result.layout.entries[i], tmp) }
+        try fsckExt(img, result.layout.entries[3], tmp)
+        // mtools reads back the files with their names and contents.
+        if TestEnv.oracle("mcopy", package: "mtools") != nil {
+            let e = result.layout.entries[1]
+            let part = tmp.sub("bootA.vfat")
+            try extract(img, offset: e.offset, size: e.size, to: part)
+            let out = tmp.sub("readback")
+            try FileSystem.makeDirectories(out)
+            try sh(["mcopy", "-s", "-n", "-i", part, "::/overlays", "::/EFI", "::/cmdline.txt", "::/config.txt", "::/empty", out], env: ["MTOOLS_SKIP_CHECK": "1"])
+            let diff = try sh(["diff", "-r", boot, out], check: false)
+            #expect(diff.status == 0, "vfat read-back differs: \(diff.stdoutText)")
+            let label = try sh(["mlabel", "-s", "-i", part, "::"], env: ["MTOOLS_SKIP_CHECK": "1"]).stdoutText
+            #expect(label.contains("BOOT_A"))
+        }
+    }
+
+    @Test func mbrExtendedLogical() throws {
+        guard TestEnv.oracle("sfdisk", package: "fdisk") != nil else { return }
+        let tmp = try TempDir("ext")
+        let parts = (1...6).map { Partition(name: "p\($0)", size: .bytes(2 * MiB), type: $0 == 6 ? .swap : .linux) }
+        let layout = DiskLayout(table: .mbr, alignment: MiB, extendedPartition: .automatic, partitions: parts)
+        let img = tmp.sub("ext.img")
+        let r = try DiskImageBuilder.build(layout, to: img)
+        let t = try SfdiskTable.read(img)
+        let ps = try #require(t.partitions)
+        #expect(ps.map(\.type) == ["83", "83", "83", "f", "83", "83", "82"])
+        let logical = r.layout.entries.filter(\.logical)
+        #expect(logical.map(\.name) == ["p4", "p5", "p6"])
+        #expect(Array(ps.suffix(3).map(\.start)) == logical.map { $0.offset / 512 })
+        #expect(ps[3].start == logical[0].offset / 512 - 2048)
+        #expect(ps[3].start + ps[3].size == (logical[2].offset + logical[2].size) / 512)
+    }
+
+    @Test func hybridTable() throws {
+        guard TestEnv.oracle("sfdisk", package: "fdisk") != nil else { return }
+        let tmp = try TempDir("hybrid")
+        let boot = try sampleTree(tmp, name: "boot")
+        let img = tmp.sub("hybrid.img")
+        let r = try DiskImageBuilder.build(ExampleLayouts.hybrid(bootFiles: boot), to: img, options: .init(epoch: 1_700_000_000))
+        let gpt = try SfdiskTable.read(img)
+        #expect(gpt.label == "gpt")
+        let gp = try #require(gpt.partitions)
+        #expect(gp[1].attrs == "GUID:60")
+        #expect(gp[0].attrs == "LegacyBIOSBootable")
+        // The MBR entries: boot mirrored (active, FAT32 LBA), then the 0xEE guard.
+        let mbr = try FileSystem.readFile(img).prefix(512)
+        #expect(mbr[446] == 0x80 && mbr[446 + 4] == 0x0C)
+        let start = UInt32(mbr[454]) | UInt32(mbr[455]) << 8 | UInt32(mbr[456]) << 16 | UInt32(mbr[457]) << 24
+        #expect(UInt64(start) == r.layout.entries[0].offset / 512)
+        #expect(mbr[462 + 4] == 0xEE)
+        #expect(Array(mbr[440..<444]) == [0x78, 0x56, 0x34, 0x12])
+        try sgdiskClean(img)
+        let p = try sh(["sgdisk", "-p", img], check: false).stdoutText + (try sh(["gdisk", "-l", img], check: false).stdoutText)
+        #expect(p.contains("hybrid"), "gdisk: \(p)")
+        try fsckVFAT(img, r.layout.entries[0], tmp)
+    }
+
+    @Test func failedBuildLeavesNoOutput() throws {
+        let tmp = try TempDir("fail")
+        let layout = DiskLayout(table: .gpt, partitions: [
+            Partition(name: "bad", size: .bytes(4 * MiB),
+                      content: .filesystem(FilesystemSpec(kind: .vfat, label: "WAY-TOO-LONG-LABEL"))),
+        ])
+        let img = tmp.sub("x.img")
+        #expect(throws: FilesystemError.self) { try DiskImageBuilder.build(layout, to: img) }
+        #expect(try FileSystem.listDirectory(tmp.path).isEmpty)
+    }
+}
