@@ -26,7 +26,8 @@ CONF=$work/k/scripts/kconfig/conf
 # The environment the kernel Makefile gives conf (host gcc).
 kv=$(make -C "$KSRC" -s kernelversion 2>/dev/null | tail -n1)
 export srctree=$KSRC ARCH=x86_64 SRCARCH=x86 CC=gcc LD=ld HOSTCC=gcc KERNELVERSION=$kv \
-    CC_VERSION_TEXT="$(gcc --version | head -n1)" RUSTC=rustc PAHOLE=pahole LC_COLLATE=C LC_NUMERIC=C
+    CC_VERSION_TEXT="$(gcc --version | head -n1)" RUSTC=rustc BINDGEN=bindgen PAHOLE=pahole NM=nm OBJCOPY=objcopy \
+    OBJDUMP=objdump AR=ar READELF=readelf STRIP=strip CPP="gcc -E" HOSTCXX=g++ LC_COLLATE=C LC_NUMERIC=C
 
 # kconfiglib in a venv, patched: accept the bare `modules` property (MODULES is its default).
 python3 -m venv "$work/venv" >/dev/null
@@ -53,7 +54,8 @@ cp "$work/base.config" "$work/c.config"
 (cd "$KSRC" && KCONFIG_CONFIG="$work/c.config" "$CONF" -s --olddefconfig Kconfig)
 OSBUILD_KCONFIG_CACHE="$work/cache-warm" "$OSB" merge-kconfig --kernel-src "$KSRC" --arch x86_64 \
     --defconfig "$work/base.config" -o "$work/o.config" >/dev/null
-cmp "$work/o.config" "$work/c.config" && echo "osbuild .config == conf .config (byte-identical)"
+if cmp -s "$work/o.config" "$work/c.config"; then echo "osbuild .config == conf .config (byte-identical)"
+else echo "bench: osbuild and conf disagree:" >&2; diff "$work/o.config" "$work/c.config" >&2; exit 1; fi
 
 osb="$OSB merge-kconfig --kernel-src $KSRC --arch x86_64 --defconfig $work/base.config -o $work/o.config"
 hyperfine -N --warmup 1 --runs "$RUNS" --export-json "$work/h.json" \

@@ -283,3 +283,84 @@ extension KconfigTree {
         }
     }
 }
+
+extension KconfigTree {
+    /// sym_get_string_default: the value the symbol would have without a user value.
+    func stringDefault(_ s: Symbol) -> String {
+        calcVisibility(s)
+        calc(sym(modulesSym))
+        var val = Tristate.no
+        var str = ""
+        if let p = defaultProp(s) {
+            switch s.type {
+            case .bool, .tristate:
+                val = Tristate.and(eval(p.expr), p.visibleTri)
+            default:
+                if case .symbol(let d)? = p.expr {
+                    calc(sym(d))
+                    str = sym(d).curVal
+                }
+            }
+        }
+        val = Tristate.or(val, s.revDepTri)
+        if val == .mod && !s.isChoiceValue && sym(modulesSym).curTri == .no { val = .yes }
+        if s.type == .bool && val == .mod { val = .yes }
+        if val < s.impliedTri { val = s.impliedTri }
+        switch s.type {
+        case .bool, .tristate: return val.letter
+        case .int, .hex, .string: return str
+        case .unknown: return ""
+        }
+    }
+
+    /// conf_write_defconfig: the minimal configuration (`make savedefconfig`) for the
+    /// values currently loaded.
+    func defconfigText() -> String {
+        clearAllValid()
+        var out = ""
+        var done = [Bool](repeating: false, count: syms.count)
+        var menu = root.list
+        while let m = menu {
+            if m.sym >= 0, !sym(m.sym).isChoice, !done[Int(m.sym)] {
+                let s = sym(m.sym)
+                calc(s)
+                if s.flags.contains(.write) {
+                    done[Int(s.id)] = true
+                    var skip = !(s.visible > s.revDepTri) || stringValue(s) == stringDefault(s)
+                    if !skip && s.isChoiceValue {
+                        let cs = sym(s.choice)
+                        if !cs.flags.contains(.optional) && choiceDefault(cs) == s.id && s.type == .bool && s.curTri == .yes {
+                            skip = true
+                        }
+                    }
+                    if !skip { out += symbolLine(s) }
+                }
+            }
+            if let c = m.list {
+                menu = c
+            } else if let n = m.next {
+                menu = n
+            } else {
+                var p = m.parent
+                menu = nil
+                while let pp = p {
+                    if let n = pp.next {
+                        menu = n
+                        break
+                    }
+                    p = pp.parent
+                }
+            }
+        }
+        return out
+    }
+
+    /// Loads a configuration (as `make savedefconfig` does: olddefconfig rules) and
+    /// returns the minimal defconfig for it.
+    public func savedefconfig(_ assignments: [ConfigAssignment]) -> (defconfig: String, warnings: [String]) {
+        var warnings: [String] = []
+        lastOrigins = readUserValues(assignments, warnings: &warnings)
+        _ = postRead(warnings: warnings.count)
+        return (defconfigText(), warnings)
+    }
+}

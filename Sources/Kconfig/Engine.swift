@@ -13,6 +13,8 @@ public struct KconfigOptions: Sendable {
     public var probeCacheDirectory: String?
     /// Base environment (PATH etc.); the kernel variables are added on top.
     public var environment: [String: String]
+    /// Run the toolchain probes concurrently when the cache is cold.
+    public var parallelProbes = true
 
     public init(
         kernelSource: String, arch: String, crossCompile: String? = nil, cc: String? = nil, ld: String? = nil,
@@ -74,8 +76,21 @@ extension KconfigTree {
         ]
         env.merge(kernelEnv) { _, n in n }
         let probes = ProbeRunner(environment: env, cacheDirectory: options.probeCacheDirectory)
+        let cold = probes.isCacheEmpty
         // The kernel Makefile always exports this itself.
         env["CC_VERSION_TEXT"] = String(decoding: try probes.run("\(cc) --version 2>/dev/null | head -n 1"), as: UTF8.self)
+        if cold && options.parallelProbes {
+            // Cold cache: a first parse only collects the probe commands (answering them
+            // with "y"), they run on all cores, then the real parse finds them cached. A
+            // probe whose text depends on another probe's answer just runs later.
+            // Repeat while new commands appear (their text used an earlier placeholder).
+            for _ in 0..<3 {
+                probes.recording = true
+                _ = try? parse(sourceTree: src, environment: env, probes: probes)
+                probes.recording = false
+                if probes.runPending() == 0 { break }
+            }
+        }
         let tree = try parse(sourceTree: src, environment: env, probes: probes)
         probes.save()
         tree.probeStats = (probes.executed, probes.cacheHits)

@@ -290,7 +290,7 @@ final class Parser {
                 beginMenu()
                 try statements(until: .kEndmenu, inChoice: false)
                 endMenu()
-            case .kSource, .kRsource, .kOsource, .kOrsource where !inChoice:
+            case .kSource, .kRsource, .kOsource, .kOrsource:
                 let s = try next()
                 guard s.kind == .quoted else { throw unexpected(s, "after 'source' (expected a quoted path)") }
                 try expectEOL("source")

@@ -159,15 +159,15 @@ final class Preprocessor {
         switch name {
         case "error-if":
             try arity(2, 2)
-            if a[0] == [UInt8(ascii: "y")] { throw error(String(decoding: a[1], as: UTF8.self)) }
+            if a[0] == [UInt8(ascii: "y")] && !probes.recording { throw error(String(decoding: a[1], as: UTF8.self)) }
             return []
         case "warning-if":
             try arity(2, 2)
-            if a[0] == [UInt8(ascii: "y")] { messages.append("\(fileName):\(line): \(String(decoding: a[1], as: UTF8.self))") }
+            if a[0] == [UInt8(ascii: "y")] && !probes.recording { messages.append("\(fileName):\(line): \(String(decoding: a[1], as: UTF8.self))") }
             return []
         case "info":
             try arity(1, 1)
-            messages.append(String(decoding: a[0], as: UTF8.self))
+            if !probes.recording { messages.append(String(decoding: a[0], as: UTF8.self)) }
             return []
         case "filename":
             try arity(0, 0)

@@ -32,7 +32,9 @@ public final class ProbeRunner: @unchecked Sendable {
                     id += "\(path) -> \(real) \(st.size) \(st.mtimeSec).\(st.mtimeNsec) \(st.inode)\n"
                 }
             }
-            for e in envp { id += e + "\n" }
+            // Only variables that can change a probe's answer; the rest of the environment
+            // (hyperfine even randomises its size) must not invalidate the cache.
+            for k in ProbeRunner.keyVariables { id += "\(k)=\(environment[k] ?? "<unset>")\n" }
             cacheFile = dir + "/" + String(SHA256.hex(id).prefix(32)) + ".probes"
         } else {
             cacheFile = nil
@@ -44,6 +46,13 @@ public final class ProbeRunner: @unchecked Sendable {
         if let workDir { try? FileSystem.removeTree(workDir) }
     }
 
+    static let keyVariables = [
+        "PATH", "ARCH", "SRCARCH", "srctree", "CC", "LD", "CROSS_COMPILE", "CLANG_FLAGS", "LLVM", "LLVM_IAS",
+        "KERNELVERSION", "HOSTCC", "HOSTCXX", "RUSTC", "BINDGEN", "PAHOLE", "NM", "OBJCOPY", "OBJDUMP", "AR",
+        "READELF", "STRIP", "CPP", "USERCFLAGS", "USERLDFLAGS", "KCFLAGS", "CONFIG_SHELL", "PERL", "PYTHON3",
+        "HOSTPKG_CONFIG", "LC_ALL", "LANG",
+    ]
+
     static func resolve(_ exe: String, path: String?) -> String? {
         if exe.isEmpty { return nil }
         if exe.contains("/") { return access(exe, X_OK) == 0 ? exe : nil }
@@ -54,15 +63,59 @@ public final class ProbeRunner: @unchecked Sendable {
         return nil
     }
 
+    /// In recording mode commands are only collected (answer: "y"), to be run
+    /// concurrently by `runPending()` before the real parse.
+    var recording = false
+    private var pending: [String] = []
+    private var pendingSet = Set<String>()
+    var isCacheEmpty: Bool { cache.isEmpty }
+
     func run(_ command: String) throws -> [UInt8] {
         if let hit = cache[command] {
-            cacheHits += 1
+            if !recording { cacheHits += 1 }
             return hit
+        }
+        if recording {
+            if pendingSet.insert(command).inserted { pending.append(command) }
+            // a placeholder that keeps every use syntactically valid (def_int, depends on)
+            return [UInt8(ascii: "y")]
         }
         let out = try execute(command)
         cache[command] = out
         dirty = true
         return out
+    }
+
+    /// Runs the recorded commands on all cores and caches their answers.
+    @discardableResult
+    func runPending() -> Int {
+        let cmds = pending
+        pending = []
+        pendingSet = []
+        guard !cmds.isEmpty else { return 0 }
+        if workDir == nil {
+            var template = Array((NSTemporaryDirectory() + "osbuild-kconfig-XXXXXX").utf8CString)
+            guard let p = mkdtemp(&template) else { return 0 }
+            workDir = String(cString: p)
+        }
+        let results = ResultSlots(count: cmds.count)
+        let workers = max(2, ProcessInfo.processInfo.activeProcessorCount)
+        let next = ResultSlots.Counter()
+        DispatchQueue.concurrentPerform(iterations: workers) { _ in
+            while true {
+                let i = next.take()
+                if i >= cmds.count { break }
+                results.set(i, try? self.spawn(cmds[i]))
+            }
+        }
+        for (i, c) in cmds.enumerated() {
+            if let r = results.get(i) {
+                cache[c] = r
+                executed += 1
+                dirty = true
+            }
+        }
+        return cmds.count
     }
 
     /// Writes new results to the cache file (atomically); a failure to write is not fatal.
@@ -104,6 +157,11 @@ public final class ProbeRunner: @unchecked Sendable {
             guard let p = mkdtemp(&template) else { throw SystemError("mkdtemp", path: NSTemporaryDirectory(), errno: errno) }
             workDir = String(cString: p)
         }
+        return try spawn(command)
+    }
+
+    /// Runs one command; touches no mutable state (safe from several threads).
+    private func spawn(_ command: String) throws -> [UInt8] {
         var fds: [Int32] = [0, 0]
         guard pipe(&fds) == 0 else { throw SystemError("pipe", path: "/bin/sh", errno: errno) }
         var actions = posix_spawn_file_actions_t()
@@ -144,5 +202,32 @@ public final class ProbeRunner: @unchecked Sendable {
         while let last = out.last, last == 0x0a { out.removeLast() }
         for i in out.indices where out[i] == 0x0a { out[i] = 0x20 }
         return out
+    }
+}
+
+/// Thread-safe result slots for the concurrent probe runs.
+private final class ResultSlots: @unchecked Sendable {
+    private let lock = NSLock()
+    private var slots: [[UInt8]?]
+    init(count: Int) { slots = Array(repeating: nil, count: count) }
+    func set(_ i: Int, _ v: [UInt8]?) {
+        lock.lock()
+        slots[i] = v
+        lock.unlock()
+    }
+    func get(_ i: Int) -> [UInt8]? {
+        lock.lock()
+        defer { lock.unlock() }
+        return slots[i]
+    }
+    final class Counter: @unchecked Sendable {
+        private let lock = NSLock()
+        private var n = 0
+        func take() -> Int {
+            lock.lock()
+            defer { lock.unlock() }
+            n += 1
+            return n - 1
+        }
     }
 }

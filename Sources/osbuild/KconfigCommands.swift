@@ -13,16 +13,23 @@ struct MergeKconfig: ParsableCommand {
     @Option(help: "Base: a defconfig name of the tree (defconfig, x86_64_defconfig) or a file.") var defconfig: String?
     @Option(help: "CROSS_COMPILE prefix (default: $CROSS_COMPILE); the probes run its compiler.") var crossCompile: String?
     @Option(name: .shortAndLong, help: "Output .config.") var output: String
+    @Option(help: "Also write the minimal defconfig of the result (make savedefconfig).") var savedefconfig: String?
     @Flag(help: "Exit 1 when a requested value did not survive.") var strict = false
     @Flag(help: "Do not read or write the probe cache.") var noCache = false
     @Argument(help: "Config fragments, merged in order (later ones win).") var fragments: [String] = []
 
     func run() throws {
         try runReportingErrors {
-            let (text, report) = try KconfigMerge.run(
-                kernelSource: kernelSrc, arch: arch, defconfig: .parse(defconfig), fragments: fragments,
-                crossCompile: crossCompile, probeCacheDirectory: noCache ? nil : KconfigOptions.defaultCacheDirectory())
+            let opts = KconfigOptions(
+                kernelSource: kernelSrc, arch: arch, crossCompile: crossCompile,
+                probeCacheDirectory: noCache ? nil : KconfigOptions.defaultCacheDirectory())
+            let tree = try KconfigTree.load(opts)
+            let (text, report) = try KconfigMerge.run(tree: tree, options: opts, defconfig: .parse(defconfig), fragments: fragments)
             try FileSystem.writeAtomically(output, text)
+            if let savedefconfig {
+                let (minimal, _) = tree.savedefconfig(ConfigText.assignments(text, file: output))
+                try FileSystem.writeAtomically(savedefconfig, minimal)
+            }
             let c = Console.shared
             for o in report.overrides {
                 c.line("override CONFIG_\(o.symbol): \(o.previous.origin) -> \(o.new.origin): \(o.previous.line) -> \(o.new.line)")

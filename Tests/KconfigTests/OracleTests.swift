@@ -61,6 +61,14 @@ struct OracleTests {
         #expect(KTest.differences(merged, kernel.1) == [])
         #expect(merged == kernel.1, "merged .config text (order, comments) differs")
         #expect(!report.overrides.isEmpty)
+        // make savedefconfig on the kernel's result vs ours
+        _ = try Subprocess.run(["make", "-C", ksrc, "-s", "ARCH=\(c.arch)", "O=\(tmp.sub("o"))", "savedefconfig"], environment: ["ARCH": c.arch])
+        let kernelMin = try FileSystem.readText(tmp.sub("o/defconfig"))
+        let (ourMin, _) = tree2.savedefconfig(ConfigText.assignments(merged, file: "merged"))
+        #expect(ourMin == kernelMin, "savedefconfig differs: \(KTest.differences(ourMin, kernelMin).prefix(10))")
+        // and resolving the minimal file again gives the same .config
+        let (again, _) = tree2.resolve(ConfigText.assignments(ourMin, file: "min"), asDefconfig: true)
+        #expect(KTest.differences(again, merged) == [])
         // Every dropped request really is absent or different in the kernel's result.
         let k = KTest.symbols(kernel.1)
         for d in report.dropped {
