@@ -51,7 +51,10 @@ PY
 
 # Same answer first (symbol by symbol).
 cp "$work/base.config" "$work/c.config"
-(cd "$KSRC" && KCONFIG_CONFIG="$work/c.config" "$CONF" -s --olddefconfig Kconfig)
+# conf writes include/config/ into its working directory: run it (and kconfiglib) in
+# $work/run; both find Kconfig through $srctree.
+mkdir -p "$work/run"
+(cd "$work/run" && KCONFIG_CONFIG="$work/c.config" "$CONF" -s --olddefconfig Kconfig)
 OSBUILD_KCONFIG_CACHE="$work/cache-warm" "$OSB" merge-kconfig --kernel-src "$KSRC" --arch x86_64 \
     --defconfig "$work/base.config" -o "$work/o.config" >/dev/null
 if cmp -s "$work/o.config" "$work/c.config"; then echo "osbuild .config == conf .config (byte-identical)"
@@ -60,9 +63,9 @@ else echo "bench: osbuild and conf disagree:" >&2; diff "$work/o.config" "$work/
 osb="$OSB merge-kconfig --kernel-src $KSRC --arch x86_64 --defconfig $work/base.config -o $work/o.config"
 hyperfine -N --warmup 1 --runs "$RUNS" --export-json "$work/h.json" \
     --prepare "cp $work/base.config $work/c.config" \
-    -n conf "sh -c 'cd $KSRC && KCONFIG_CONFIG=$work/c.config $CONF -s --olddefconfig Kconfig'" \
+    -n conf "sh -c 'cd $work/run && KCONFIG_CONFIG=$work/c.config $CONF -s --olddefconfig Kconfig'" \
     --prepare "cp $work/base.config $work/kl.config" \
-    -n kconfiglib "sh -c 'cd $KSRC && $work/venv/bin/python $work/kl.py'" \
+    -n kconfiglib "sh -c 'cd $work/run && $work/venv/bin/python $work/kl.py'" \
     --prepare "rm -rf $work/cache-cold" \
     -n osbuild-cold "env OSBUILD_KCONFIG_CACHE=$work/cache-cold $osb" \
     --prepare "true" \
@@ -79,5 +82,5 @@ print(f"ratio osbuild/peer = {r['osbuild-cold']/r['kconfiglib']:.2f}  (cold vs k
 PY
 mem() { /usr/bin/time -f %M "$@" 2>&1 >/dev/null | tail -n1; }
 cp "$work/base.config" "$work/c.config"
-echo "peak RSS (KB): conf $(cd "$KSRC" && KCONFIG_CONFIG=$work/c.config mem "$CONF" -s --olddefconfig Kconfig)," \
+echo "peak RSS (KB): conf $(cd "$work/run" && KCONFIG_CONFIG=$work/c.config mem "$CONF" -s --olddefconfig Kconfig)," \
     "osbuild-warm $(OSBUILD_KCONFIG_CACHE=$work/cache-warm mem $osb)"

@@ -31,6 +31,47 @@ extension KconfigTree {
         }
     }
 
+    private func hasTristateCompare(_ e: Expr?) -> Bool {
+        guard let e else { return false }
+        switch e {
+        case .symbol: return false
+        case .not(let a): return hasTristateCompare(a)
+        case .and(let a, let b), .or(let a, let b): return hasTristateCompare(a) || hasTristateCompare(b)
+        case .compare(_, let l, _): return syms[Int(l)].type == .tristate
+        }
+    }
+
+    /// The property condition exactly as the kernel builds it: every level's dependency
+    /// transformed and de-duplicated before the next level is added.
+    private func exactDep(menu: MenuNode, parent: MenuNode, visible: Expr?) -> Expr? {
+        let simp = Simplifier(tree: self)
+        var memo: [ObjectIdentifier: SNode?] = [:]
+        func menuDep(_ m: MenuNode, _ p: MenuNode?) -> SNode? {
+            if let hit = memo[ObjectIdentifier(m)] { return hit?.copy() }
+            var parentDep: SNode? = nil
+            if let p {
+                if p.sym >= 0, syms[Int(p.sym)].isChoice {
+                    parentDep = .sym(p.sym)
+                } else if p !== root {
+                    parentDep = menuDep(p, p.parent)
+                }
+            }
+            let own = simp.transform(rewriteM(m === root ? nil : m.rawDep).map { SNode($0) })
+            let r = simp.eliminateDups(both(parentDep, own))
+            memo[ObjectIdentifier(m)] = r
+            return r?.copy()
+        }
+        let base = menuDep(menu, parent)
+        let d = simp.transform(rewriteM(visible).map { SNode($0) })
+        return simp.eliminateDups(both(base, d))?.expr
+    }
+
+    private func both(_ a: SNode?, _ b: SNode?) -> SNode? {
+        guard let a else { return b }
+        guard let b else { return a }
+        return .two(.and, a, b)
+    }
+
     private func dependsOn(_ dep: Expr?, _ s: SymID) -> Bool {
         guard let dep else { return false }
         switch dep {
@@ -69,12 +110,18 @@ extension KconfigTree {
             var m = parent.list
             while let menu = m {
                 let basedep = Expr.both(parentDep, rewriteM(menu.dep))
+                menu.rawDep = menu.dep
                 menu.dep = basedep
                 let owner: Symbol? = menu.sym >= 0 ? syms[Int(menu.sym)] : nil
                 let props: [Property] = owner?.props ?? (menu.prompt.map { [$0] } ?? [])
                 for prop in props where prop.menu === menu {
                     var dep = Expr.both(basedep, rewriteM(prop.visible))
-                    if let owner, owner.type != .tristate { dep = transBool(dep) }
+                    if let owner, owner.type != .tristate {
+                        if prop.kind == .select || prop.kind == .imply, hasTristateCompare(dep) {
+                            dep = exactDep(menu: menu, parent: parent, visible: prop.visible)
+                        }
+                        dep = transBool(dep)
+                    }
                     prop.visible = dep
                     if let owner, prop.kind == .select || prop.kind == .imply {
                         let t = syms[Int(prop.target)]

@@ -160,6 +160,8 @@ final class MenuNode {
     var sym: SymID = -1
     var prompt: Property?
     var dep: Expr?
+    /// `dep` as parsed (before finalisation added the parents' conditions)
+    var rawDep: Expr?
     var visibility: Expr?
     unowned(unsafe) var parent: MenuNode?
     var next: MenuNode?

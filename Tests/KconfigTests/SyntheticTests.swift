@@ -179,6 +179,15 @@ struct SyntheticTests {
                 \tselect C if A = m
                 config C
                 \ttristate "c"
+                config B2
+                \tbool "b2"
+                \tdepends on A != n
+                \tselect C2 if A = m
+                \timply C3 if !(A = n)
+                config C2
+                \ttristate "c2"
+                config C3
+                \ttristate "c3"
                 config D
                 \ttristate "d"
                 \timply E
@@ -236,6 +245,7 @@ struct SyntheticTests {
             "CONFIG_A=y\nCONFIG_B=y\nCONFIG_M3=y\nCONFIG_UNDER_A=7\nCONFIG_T2=m\nCONFIG_STR=\"x\\\\y\"\n",
             "CONFIG_A=m\nCONFIG_B=y\nCONFIG_D=y\nCONFIG_F=y\nCONFIG_UNDER_A=25\nCONFIG_H=0x1F\n# CONFIG_MODULES is not set\n",
             "CONFIG_A=m\nCONFIG_B=y\nCONFIG_D=m\nCONFIG_M2=y\nCONFIG_T1=y\nCONFIG_SHOW=y\nCONFIG_UNDER_A=1\n",
+            "CONFIG_A=m\nCONFIG_B2=y\n",
         ]
         for (i, input) in inputs.enumerated() {
             let cfg = try tmp.write("c\(i).config", input)
