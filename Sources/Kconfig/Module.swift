@@ -1,2 +1,0 @@
-// Kconfig module: see docs/architecture.md for its place in the layering.
-public enum KconfigModule {}
