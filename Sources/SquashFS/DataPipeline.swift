@@ -29,6 +29,9 @@ final class DataPipeline: @unchecked Sendable {
 
     private let cond = NSCondition()
     private var slots: [Slot]
+    /// `slots.count`, readable without the lock: touching the `slots` array itself outside
+    /// the lock races with workers mutating an element (copy-on-write uniqueness check).
+    private let slotCount: Int
     private var queue: [Int] = []  // seqs waiting for a worker (FIFO)
     private var queueHead = 0
     private var nextSeq = 0
@@ -52,6 +55,7 @@ final class DataPipeline: @unchecked Sendable {
         self.output = output
         self.onWritten = onWritten
         let count = max(4, threads * 4)
+        slotCount = count
         slots = (0..<count).map { _ in
             Slot(input: .allocate(byteCount: blockSize, alignment: 64), output: .allocate(byteCount: blockSize, alignment: 64))
         }
@@ -86,9 +90,9 @@ final class DataPipeline: @unchecked Sendable {
     /// Fill the next slot with `fill(buffer) -> length` and queue it.
     func submit(_ target: Target, checkSparse: Bool, fill: (UnsafeMutableRawBufferPointer) throws -> Int) throws {
         let seq = nextSeq
-        let idx = seq % slots.count
+        let idx = seq % slotCount
         // Wait for the slot's previous block to be written.
-        while seq - slots.count >= nextToWrite {
+        while seq - slotCount >= nextToWrite {
             try writeReady(block: true)
         }
         cond.lock()
@@ -117,7 +121,7 @@ final class DataPipeline: @unchecked Sendable {
     private func writeReady(block: Bool) throws {
         var wrote = false
         while nextToWrite < nextSeq {
-            let idx = nextToWrite % slots.count
+            let idx = nextToWrite % slotCount
             cond.lock()
             while true {
                 if let e = workerError {

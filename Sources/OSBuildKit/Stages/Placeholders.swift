@@ -11,26 +11,8 @@ enum KernelConfigStage {
         make: { _ in .placeholder(name: "kernel-config", summary: "merge defconfig + fragments into .config", reason: "Kconfig engine (issue 6)") })
 }
 
-enum KernelStage {
-    static let kind = StageKind(
-        name: "kernel", summary: "kernel image and modules (prebuilt package or source build)",
-        applies: { _ in true },
-        make: { _ in .placeholder(name: "kernel", summary: "kernel image and modules", dependencies: ["kernel-config"], reason: "kernel fetch/build (issues 3, 6)") })
-}
 
-enum RootfsImageStage {
-    static let kind = StageKind(
-        name: "rootfs-image", summary: "root filesystem image (EROFS or SquashFS)",
-        applies: { _ in true },
-        make: { _ in .placeholder(name: "rootfs-image", summary: "root filesystem image", dependencies: ["rootfs"], reason: "EROFS/SquashFS writers (issues 4, 5)") })
-}
 
-enum InitramfsStage {
-    static let kind = StageKind(
-        name: "initramfs", summary: "initramfs with resolved kernel modules",
-        applies: { !$0.list("initramfs.modules").isEmpty },
-        make: { _ in .placeholder(name: "initramfs", summary: "initramfs", dependencies: ["kernel", "rootfs"], reason: "initramfs + module resolution (issue 3)") })
-}
 
 enum BootloaderStage {
     static let kind = StageKind(
