@@ -48,6 +48,7 @@ public enum Pipeline {
         RootfsStage.kind,
         RootfsImageStage.kind,
         InitramfsStage.kind,
+        KernelImageStage.kind,
         BootloaderStage.kind,
         DiskStage.kind,
         BundleStage.kind,

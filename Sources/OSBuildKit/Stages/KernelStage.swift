@@ -8,9 +8,8 @@ import StageRunner
 
 /// The kernel: for `kernel.package`, the Debian package (a metapackage is resolved to
 /// the versioned image package it depends on) fetched with `apt-get download` into the
-/// shared cache. Outputs: `vmlinuz`, `version`, `kernel.img` (a SquashFS holding the
-/// image, HAOS-style, for the kernel slot partitions) and `tree/` (the package's files,
-/// modules included, as an FSTree for the initramfs stage).
+/// shared cache. Outputs: `vmlinuz`, `version` and `tree/` (the package's files, modules
+/// and a depmod index included, as an FSTree for the initramfs stage).
 enum KernelStage {
     static let kind = StageKind(
         name: "kernel", summary: "kernel image and modules (prebuilt package or source build)",
@@ -21,7 +20,8 @@ enum KernelStage {
                 return .placeholder(name: "kernel", summary: "kernel image and modules", dependencies: ["kernel-config"],
                                     reason: "building the kernel from kernel.source (issue 6, item 5); set kernel.package for a prebuilt kernel")
             }
-            let inputs = StageInputs(keys: ctx.keys(["kernel.package", "arch"]), extra: ["SOURCE_DATE_EPOCH": String(ctx.epoch)])
+            let inputs = StageInputs(keys: ctx.keys(["kernel.package", "arch"]), tools: ["depmod": toolVersion("depmod")],
+                                     extra: ["SOURCE_DATE_EPOCH": String(ctx.epoch)])
             return Stage(name: "kernel", summary: "prebuilt kernel from \(package)", inputs: inputs) { sctx in
                 let debArch = try DebianArch.of(board.arch)
                 let real = try DebianArch.resolveMetapackage(package, arch: debArch, log: sctx.log)
@@ -39,19 +39,40 @@ enum KernelStage {
                 guard tree.lookup("/lib/modules/" + version) != nil || tree.lookup("/usr/lib/modules/" + version) != nil else {
                     throw MessageError("kernel package \(real) has /boot/\(image.name) but no lib/modules/\(version)")
                 }
+                try generateModuleIndex(&tree, version: version, scratch: sctx.scratchDir, log: sctx.log)
                 let vmlinuz = try ContentReader(tree[image.id].content).readAll()
                 try FileSystem.writeAtomically(sctx.outputDir + "/vmlinuz", vmlinuz)
                 try FileSystem.writeAtomically(sctx.outputDir + "/version", version + "\n")
-                // kernel.img: the image alone in a SquashFS, written for the kernel slots.
-                var slot = FSTree(root: .directory(mtime: Timestamp(seconds: ctx.epoch)))
-                try slot.insert("/vmlinuz", .file(.bytes(vmlinuz), mtime: Timestamp(seconds: ctx.epoch)))
-                _ = try SquashFSWriter(SquashFSOptions(compression: .defaults(.zstd), mkfsTime: UInt32(clamping: ctx.epoch)))
-                    .write(tree: slot, to: sctx.outputDir + "/kernel.img")
                 if ctx.epoch > 0 { tree.clampMtimes(to: ctx.epoch) }
                 try TreeStore.save(tree, to: sctx.outputDir + "/tree")
                 sctx.log.line("kernel \(version): \(vmlinuz.count) bytes")
             }
         })
+}
+
+/// Debian's kernel packages ship no modules.dep (their postinst runs depmod): export the
+/// modules, run kmod's depmod on the copy (no root needed), and take its index files back
+/// into the tree, as a kernel build's modules_install would leave them.
+func generateModuleIndex(_ tree: inout FSTree, version: String, scratch: String, log: StageLog) throws {
+    let modPath = tree.lookup("/lib/modules/" + version) != nil ? "/lib/modules/" + version : "/usr/lib/modules/" + version
+    if tree.lookup(modPath + "/modules.dep") != nil { return }
+    let root = scratch + "/depmod"
+    _ = try TreeExporter.export(tree, subtree: modPath, to: root + "/lib/modules/" + version, linkHostFiles: true)
+    let r = try Subprocess.run(["depmod", "-b", root, version])
+    log.record(r, command: ["depmod", "-b", root, version])
+    let mtime = tree[tree.lookup(modPath) ?? FSTree.rootID].mtime
+    for name in try FileSystem.listDirectory(root + "/lib/modules/" + version).sorted(by: ByteOrder.less) where name.hasPrefix("modules.") {
+        guard tree.lookup(modPath + "/" + name) == nil else { continue }
+        let bytes = try FileSystem.readFile(root + "/lib/modules/" + version + "/" + name)
+        try tree.insert(modPath + "/" + name, .file(bytes.isEmpty ? .empty : .bytes(bytes), mtime: mtime))
+    }
+}
+
+/// `tool --version`'s first line, folded into fingerprints of stages that run the tool.
+func toolVersion(_ tool: String) -> String {
+    guard let r = try? Subprocess.run([tool, "--version"], check: false) else { return "missing" }
+    let text = r.stdoutText.isEmpty ? r.stderrText : r.stdoutText
+    return text.split(separator: "\n").first.map(String.init) ?? "unknown"
 }
 
 /// Debian architecture names and apt helpers for prebuilt inputs.
@@ -88,4 +109,29 @@ enum DebianArch {
         }
         return package
     }
+}
+
+/// What a kernel slot partition holds (HAOS-style kernel.img): a SquashFS with `vmlinuz`
+/// and, when the board has one, `initramfs.img` — updated together, so a slot's kernel
+/// and its modules always match.
+enum KernelImageStage {
+    static let kind = StageKind(
+        name: "kernel-image", summary: "kernel slot image (SquashFS: vmlinuz + initramfs)",
+        applies: { _ in true },
+        make: { ctx in
+            let epoch = ctx.epoch
+            return Stage(name: "kernel-image", summary: "kernel slot image", dependencies: ["kernel", "initramfs"],
+                         inputs: StageInputs(extra: ["SOURCE_DATE_EPOCH": String(epoch)])) { sctx in
+                let t = Timestamp(seconds: epoch)
+                var slot = FSTree(root: .directory(mtime: t))
+                let vmlinuz = try sctx.input("kernel") + "/vmlinuz"
+                try slot.insert("/vmlinuz", .file(.hostFile(path: vmlinuz, size: try FileSystem.stat(vmlinuz).size), mtime: t))
+                if let initramfs = sctx.upstream["initramfs"].map({ $0 + "/initramfs.img" }) {
+                    try slot.insert("/initramfs.img", .file(.hostFile(path: initramfs, size: try FileSystem.stat(initramfs).size), mtime: t))
+                }
+                // The payload is already compressed: store it (gzip level 1 keeps it small and fast).
+                _ = try SquashFSWriter(SquashFSOptions(compression: .gzip(level: 1), mkfsTime: UInt32(clamping: epoch)))
+                    .write(tree: slot, to: sctx.outputDir + "/kernel.img")
+            }
+        })
 }

@@ -14,19 +14,7 @@ enum KernelConfigStage {
 
 
 
-enum BootloaderStage {
-    static let kind = StageKind(
-        name: "bootloader", summary: "bootloader files and A/B environment",
-        applies: { $0.string("bootloader.kind") != "none" },
-        make: { _ in .placeholder(name: "bootloader", summary: "bootloader", dependencies: ["kernel"], reason: "bootloader stages (issue 9)") })
-}
 
-enum DiskStage {
-    static let kind = StageKind(
-        name: "disk", summary: "partitioned disk image (+ .bmap and conversions)",
-        applies: { !$0.records("disk.partition").isEmpty },
-        make: { _ in .placeholder(name: "disk", summary: "disk image", dependencies: ["rootfs-image", "bootloader", "initramfs"], reason: "disk images (issue 7)") })
-}
 
 enum BundleStage {
     static let kind = StageKind(
