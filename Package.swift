@@ -39,7 +39,7 @@ let package = Package(
         .target(name: "SquashFS", dependencies: ["Basics", "FSTree", "Codecs"]),
         .target(name: "EROFS", dependencies: ["Basics", "FSTree", "Codecs"]),
         .target(name: "DiskImage", dependencies: ["Basics", "FSTree", "Codecs", "CFdisk", "CBlkid", "CArchive"]),
-        .target(name: "Bundle", dependencies: ["Basics", "FSTree", "SquashFS", "COpenSSL"]),
+        .target(name: "Bundle", dependencies: ["Basics", "FSTree", "Codecs", "SquashFS", "COpenSSL"]),
         .target(
             name: "OSBuildKit",
             dependencies: [

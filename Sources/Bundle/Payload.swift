@@ -1,5 +1,8 @@
 import Basics
+import Codecs
+import FSTree
 import Foundation
+import SquashFS
 
 /// What goes into the bundle's SquashFS: every entry of `contentDirectory` (RAUC packs
 /// the whole content dir) except names in `replacements`, which are written with the
@@ -39,10 +42,82 @@ public protocol PayloadImageReader: Sendable {
     func extractAll(image: String, to directory: String) throws
 }
 
-public let defaultPayloadWriter: any PayloadImageWriter = MksquashfsPayloadWriter()
+public let defaultPayloadWriter: any PayloadImageWriter = NativeSquashFSPayloadWriter()
 public let defaultPayloadReader: any PayloadImageReader = UnsquashfsPayloadReader()
 
-/// Current payload writer: squashfs-tools' mksquashfs with rauc's arguments
+/// The payload written by osbuild's own SquashFS writer, with rauc's settings: root-owned
+/// entries, no xattrs, root mode 0755, gzip and 128 KiB blocks unless `-comp X` / `-b N`
+/// are passed (the only mksquashfs arguments it understands), every time pinned to
+/// SOURCE_DATE_EPOCH when set.
+public struct NativeSquashFSPayloadWriter: PayloadImageWriter {
+    public init() {}
+
+    public func write(_ content: PayloadContent, to outputPath: String, options: PayloadOptions) throws {
+        var tree = try FSTree.fromHostDirectory(content.contentDirectory, options: .init(ownership: .root, readXAttrs: false))
+        for (name, bytes) in content.replacements.sorted(by: { ByteOrder.less($0.key, $1.key) }) {
+            _ = try tree.remove("/" + name)
+            try tree.insert("/" + name, .file(bytes.isEmpty ? .empty : .bytes(bytes), permissions: 0o644))
+        }
+        var root = tree.root
+        root.permissions = 0o755
+        tree.root = root
+        if let epoch = options.epoch {
+            tree.updateAll { $0.mtime = Timestamp(seconds: epoch) }
+        }
+        var compression = Compression.gzip(level: 9)
+        var blockSize = 128 * 1024
+        var args = options.extraArguments[...]
+        while let a = args.popFirst() {
+            switch a {
+            case "-comp":
+                guard let v = args.popFirst() else { throw MessageError("mksquashfs argument -comp needs a value") }
+                switch v {
+                case "gzip": compression = .gzip(level: 9)
+                case "xz": compression = .xz(preset: 6, bcj: [], dictSize: nil)
+                case "lz4": compression = .lz4(hc: false, level: 0)
+                case "zstd": compression = .zstd(level: 15)
+                default: throw MessageError("payload compressor '\(v)' is not supported (gzip, xz, lz4, zstd)", exitCode: ExitStatus.usage)
+                }
+            case "-b":
+                guard let v = args.popFirst(), let n = ByteCount.parse(v) else { throw MessageError("mksquashfs argument -b needs a size") }
+                blockSize = Int(n)
+            default:
+                throw MessageError("mksquashfs argument '\(a)' is not supported by the native payload writer (supported: -comp, -b)", exitCode: ExitStatus.usage)
+            }
+        }
+        let mkfsTime = options.epoch.map { UInt32(clamping: $0) }
+        // The bundle writer holds `outputPath` open and appends to it afterwards, so the
+        // image must land in that same inode: write it beside, then copy it in place.
+        let temp = FileSystem.dirname(outputPath) + "/.osbuild-tmp-payload-\(getpid())-\(UInt32.random(in: 0...UInt32.max)).sqfs"
+        defer { unlink(temp) }
+        _ = try SquashFSWriter(SquashFSOptions(compression: compression, blockSize: blockSize, mkfsTime: mkfsTime))
+            .write(tree: tree, to: temp)
+        try copyInPlace(from: temp, to: outputPath)
+    }
+
+    private func copyInPlace(from src: String, to dst: String) throws {
+        let inFD = open(src, O_RDONLY | O_CLOEXEC)
+        guard inFD >= 0 else { throw SystemError("open", path: src, errno: errno) }
+        defer { close(inFD) }
+        let outFD = open(dst, O_WRONLY | O_TRUNC | O_CLOEXEC)
+        guard outFD >= 0 else { throw SystemError("open", path: dst, errno: errno) }
+        defer { close(outFD) }
+        var buf = [UInt8](repeating: 0, count: 1 << 20)
+        while true {
+            let n = buf.withUnsafeMutableBytes { read(inFD, $0.baseAddress, $0.count) }
+            if n < 0 { if errno == EINTR { continue }; throw SystemError("read", path: src, errno: errno) }
+            if n == 0 { break }
+            var off = 0
+            while off < n {
+                let w = buf.withUnsafeBytes { Glibc.write(outFD, $0.baseAddress! + off, n - off) }
+                if w < 0 { if errno == EINTR { continue }; throw SystemError("write", path: dst, errno: errno) }
+                off += w
+            }
+        }
+    }
+}
+
+/// The former payload writer, kept for comparison: squashfs-tools' mksquashfs with rauc's arguments
 /// (-all-root -noappend -no-xattrs; gzip, 128 KiB blocks, 4 KiB padding by default).
 public struct MksquashfsPayloadWriter: PayloadImageWriter {
     public init() {}

@@ -423,7 +423,7 @@ import TestSupport
         } throws: { "\($0)".contains("private key does not belong to certificate") }
         #expect { try BundleWriter.create(contentDirectory: f.content, output: out,
                                           options: .init(identity: f.identity, mksquashfsArguments: ["-comp", "bogus"])) }
-            throws: { "\($0)".contains("mksquashfs") }
+            throws: { "\($0)" == "payload compressor 'bogus' is not supported (gzip, xz, lz4, zstd)" }
         #expect { try BundleWriter.create(contentDirectory: f.content, output: out,
                                           options: .init(identity: f.identity, veritySalt: [1, 2, 3])) }
             throws: { "\($0)".contains("32 bytes") }
