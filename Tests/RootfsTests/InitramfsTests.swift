@@ -101,3 +101,23 @@ import TestSupport
         #expect(try FileSystem.listDirectory(t.path).isEmpty)
     }
 }
+
+@Suite struct CpioRoundTripTests {
+    /// Our newc output read back by libarchive (a cpio base input) gives the same tree,
+    /// including a hard-linked file whose data travels with its last name.
+    @Test func initramfsReadsBackAsTheSameTree() throws {
+        let t = try TempDir("cpio-rt")
+        let tree = try InitramfsTests().sampleTree(t)
+        let img = t.sub("i.cpio.gz")
+        try InitramfsWriter.write(tree, to: img, options: .init(compression: .gzip))
+        var back = FSTree()
+        let s = try ArchiveImporter.importArchive(img, into: &back, blobs: BlobStore(directory: t.sub("b")))
+        #expect(s.format.contains("cpio"))
+        // newc stores seconds only; compare at that precision.
+        var expected = tree
+        expected.updateAll { $0.mtime = Timestamp(seconds: $0.mtime.seconds) }
+        #expect(TreeListing.render(back, options: .init(fullTime: true)) == TreeListing.render(expected, options: .init(fullTime: true)))
+        #expect(back.lookup("/bin/ls") == back.lookup("/bin/busybox"))
+        #expect(try contentBytes(back, "/bin/cat") == FileSystem.readFile(t.sub("big.bin")))
+    }
+}
