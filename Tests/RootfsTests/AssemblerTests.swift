@@ -167,6 +167,8 @@ import TestSupport
         #expect { try RootfsAssembler.assemble(spec, downloadCache: t.sub("dl")) } throws: { "\($0)".contains("overlay \(t.sub("nope")) does not exist") }
         spec = RootfsSpec(osRelease: .init(name: "X", id: "Bad Id"))
         #expect { try RootfsAssembler.assemble(spec, downloadCache: t.sub("dl")) } throws: { "\($0)".contains("ID=\"Bad Id\"") }
+        spec = RootfsSpec(machineInfo: .init(chassis: "a\nb"))
+        #expect { try RootfsAssembler.assemble(spec, downloadCache: t.sub("dl")) } throws: { "\($0)".contains("machine-info CHASSIS=\"a\\nb\": control characters") }
     }
 
     @Test func globRemoval() throws {
