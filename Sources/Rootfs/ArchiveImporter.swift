@@ -321,8 +321,14 @@ struct Ingester {
             else {
                 try refuse(raw, .hardlinkTarget(target)); skipped += 1; return
             }
-            if tid == tree.child(name, of: parentID) { return }
-            try tree.link(path, to: tid)
+            if tid != tree.child(name, of: parentID) { try tree.link(path, to: tid) }
+            // cpio (newc) puts a hard-linked file's data on its last name, which libarchive
+            // reports as a hard link carrying data: that data is the shared inode's content.
+            if archive_entry_size_is_set(e.entry) != 0, archive_entry_size(e.entry) > 0, tree[tid].kind == .regular {
+                var n = tree[tid]
+                n.content = try blobs.store(expectedSize: archive_entry_size(e.entry)) { buf in try reader.read(into: buf, member: raw) }
+                tree[tid] = n
+            }
             return
         }
 

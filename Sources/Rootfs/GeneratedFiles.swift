@@ -46,10 +46,22 @@ public enum GeneratedFiles {
         if let v = r.versionID, v.contains(" ") || v.isEmpty { throw RootfsError("os-release VERSION_ID=\"\(v)\" must be non-empty without spaces") }
     }
 
+    /// One value per line: control characters would break the KEY="value" format.
+    static func checkLineValues(_ pairs: [(String, String?)], file: String) throws {
+        for (k, v) in pairs {
+            if let v, v.unicodeScalars.contains(where: { $0.value < 0x20 || $0.value == 0x7F }) {
+                throw RootfsError("\(file) \(k)=\(v.debugDescription): control characters (newline, tab, ...) are not allowed")
+            }
+        }
+    }
+
     public static func write(_ spec: RootfsSpec, into tree: inout FSTree, time: Timestamp) throws {
         let dir = Inode.directory(mtime: time)
         if let r = spec.osRelease {
             try validate(r)
+            try checkLineValues([("NAME", r.name), ("VERSION", r.version), ("ID", r.id), ("VERSION_ID", r.versionID), ("PRETTY_NAME", r.prettyName),
+                                 ("CPE_NAME", r.cpeName), ("VARIANT", r.variant), ("VARIANT_ID", r.variantID), ("BUILD_ID", r.buildID)]
+                                + r.extra.map { ($0.key, $0.value) }, file: "os-release")
             try tree.insert("/usr/lib/os-release", .file(.bytes(Array(osRelease(r).utf8)), mtime: time), createParents: true, parentTemplate: dir)
             if let id = tree.lookup("/etc/os-release"), tree[id].kind == .directory {
                 throw RootfsError("/etc/os-release is a directory in the rootfs")
@@ -57,6 +69,7 @@ public enum GeneratedFiles {
             try tree.insert("/etc/os-release", .symlink("../usr/lib/os-release", mtime: time), createParents: true, parentTemplate: dir)
         }
         if let m = spec.machineInfo {
+            try checkLineValues([("CHASSIS", m.chassis), ("DEPLOYMENT", m.deployment)], file: "machine-info")
             try tree.insert("/etc/machine-info", .file(.bytes(Array(machineInfo(m).utf8)), mtime: time), createParents: true, parentTemplate: dir)
         }
         if spec.writeTimestamp {

@@ -1,5 +1,6 @@
 import Basics
 import FSTree
+import Foundation
 
 /// Writes an FSTree as a `newc` (070701) cpio archive, the format the kernel unpacks into
 /// its rootfs at boot, optionally compressed. Deterministic: entries in byte order
@@ -13,9 +14,12 @@ public enum InitramfsWriter {
     public struct Options: Sendable {
         public var compression: InitramfsCompression
         public var level: Int?
-        public init(compression: InitramfsCompression = .gzip, level: Int? = nil) {
+        /// Compression threads (xz, zstd); nil: all cores. The output does not depend on it.
+        public var threads: Int?
+        public init(compression: InitramfsCompression = .gzip, level: Int? = nil, threads: Int? = nil) {
             self.compression = compression
             self.level = level
+            self.threads = threads
         }
     }
 
@@ -32,7 +36,7 @@ public enum InitramfsWriter {
     public static func write(_ tree: FSTree, to path: String, options: Options = .init()) throws -> Report {
         try AtomicOutputFile.write(path) { out in
             var compressed: UInt64 = 0
-            let comp = try options.compression.makeCompressor(level: options.level) { bytes in
+            let comp = try options.compression.makeCompressor(level: options.level, threads: options.threads ?? ProcessInfo.processInfo.activeProcessorCount) { bytes in
                 compressed += UInt64(bytes.count)
                 try out.write(bytes)
             }

@@ -21,7 +21,7 @@ public enum RootfsAssembler {
         let genTime = Timestamp(seconds: spec.sourceDateEpoch ?? Int64(time(nil)))
         let blobs = try BlobStore(directory: blobDirectory ?? downloadCache + "/rootfs-blobs")
         var tree = FSTree(root: .directory(mtime: genTime))
-        let hostOptions = FSTree.HostImportOptions(ownership: spec.hostOwnership == .root ? .root : .host)
+        let hostOptions = FSTree.HostImportOptions(ownership: spec.hostOwnership == .root ? .root : .host, readXAttrs: spec.hostXAttrs)
 
         let apt = AptFetcher(cacheDirectory: downloadCache, lockPath: spec.aptLockFile, log: log)
         for input in spec.base {

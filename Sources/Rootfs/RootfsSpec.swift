@@ -137,6 +137,10 @@ public struct RootfsSpec: Sendable, Hashable {
     public var buildIDPath: String?
     public var unsafeMembers: UnsafeMemberPolicy
     public var hostOwnership: HostOwnership
+    /// Read xattrs of host-directory entries (base dirs, overlays). Off by default: a
+    /// checkout carries none by design, and host labels (security.selinux) would make the
+    /// image depend on the build machine.
+    public var hostXAttrs: Bool
     /// SOURCE_DATE_EPOCH. Generated files get this mtime and every mtime is clamped to it.
     /// nil: generated files get the current time and nothing is clamped.
     public var sourceDateEpoch: Int64?
@@ -147,9 +151,10 @@ public struct RootfsSpec: Sendable, Hashable {
         base: [BaseInput] = [], overlays: [String] = [], deviceTables: [String] = [], overrides: [PathOverride] = [],
         actions: [PostBuildAction] = [], variables: [String: String] = [:], osRelease: OSRelease? = nil,
         machineInfo: MachineInfo? = nil, writeTimestamp: Bool = true, buildIDPath: String? = "/etc/osbuild-build-id",
-        unsafeMembers: UnsafeMemberPolicy = .error, hostOwnership: HostOwnership = .root,
+        unsafeMembers: UnsafeMemberPolicy = .error, hostOwnership: HostOwnership = .root, hostXAttrs: Bool = false,
         sourceDateEpoch: Int64? = nil, aptLockFile: String? = nil
     ) {
+        self.hostXAttrs = hostXAttrs
         self.base = base
         self.overlays = overlays
         self.deviceTables = deviceTables

@@ -22,13 +22,15 @@ public enum InitramfsCompression: String, Sendable, Hashable, CaseIterable {
         }
     }
 
-    func makeCompressor(level: Int?, sink: @escaping ([UInt8]) throws -> Void) throws -> any StreamCompressor {
+    /// `threads` only changes speed: xz and zstd output is the same for any thread count
+    /// (xz always uses fixed-size blocks; zstd always runs its multi-threaded mode).
+    func makeCompressor(level: Int?, threads: Int, sink: @escaping ([UInt8]) throws -> Void) throws -> any StreamCompressor {
         let lvl = level ?? defaultLevel
         switch self {
         case .none: return PassThrough(sink: sink)
         case .gzip: return try GzipCompressor(level: lvl, sink: sink)
-        case .xz: return try XzCompressor(preset: lvl, sink: sink)
-        case .zstd: return try ZstdCompressor(level: lvl, sink: sink)
+        case .xz: return try XzCompressor(preset: lvl, threads: threads, sink: sink)
+        case .zstd: return try ZstdCompressor(level: lvl, workers: threads, sink: sink)
         case .lz4: return LZ4LegacyCompressor(level: lvl, sink: sink)
         }
     }
@@ -99,11 +101,16 @@ final class XzCompressor: StreamCompressor {
     private let sink: ([UInt8]) throws -> Void
     private var out = [UInt8](repeating: 0, count: 1 << 18)
 
-    init(preset: Int, sink: @escaping ([UInt8]) throws -> Void) throws {
+    init(preset: Int, threads: Int, sink: @escaping ([UInt8]) throws -> Void) throws {
         self.sink = sink
         guard (0...9).contains(preset) else { throw CompressionError(message: "xz preset \(preset) is not 0..9") }
-        let r = lzma_easy_encoder(&strm, UInt32(preset), LZMA_CHECK_CRC32)
-        guard r == LZMA_OK else { throw CompressionError(message: "lzma_easy_encoder failed (\(r.rawValue))") }
+        var mt = lzma_mt()
+        mt.threads = UInt32(max(1, threads))
+        mt.block_size = 0  // liblzma default for the preset (3 x dictionary): independent of threads
+        mt.preset = UInt32(preset)
+        mt.check = LZMA_CHECK_CRC32
+        let r = lzma_stream_encoder_mt(&strm, &mt)
+        guard r == LZMA_OK else { throw CompressionError(message: "lzma_stream_encoder_mt failed (\(r.rawValue))") }
     }
 
     deinit { lzma_end(&strm) }
@@ -143,13 +150,15 @@ final class ZstdCompressor: StreamCompressor {
     private let sink: ([UInt8]) throws -> Void
     private var out = [UInt8](repeating: 0, count: Int(ZSTD_CStreamOutSize()))
 
-    init(level: Int, sink: @escaping ([UInt8]) throws -> Void) throws {
+    init(level: Int, workers: Int, sink: @escaping ([UInt8]) throws -> Void) throws {
         self.sink = sink
         guard (1...22).contains(level) else { throw CompressionError(message: "zstd level \(level) is not 1..22") }
         guard let c = ZSTD_createCCtx() else { throw CompressionError(message: "out of memory") }
         cctx = c
         ZSTD_CCtx_setParameter(cctx, ZSTD_c_compressionLevel, Int32(level))
         ZSTD_CCtx_setParameter(cctx, ZSTD_c_checksumFlag, 1)
+        // Multi-threaded mode (>= 1 worker) gives the same frame for any worker count.
+        ZSTD_CCtx_setParameter(cctx, ZSTD_c_nbWorkers, Int32(max(1, workers)))
     }
 
     deinit { ZSTD_freeCCtx(cctx) }

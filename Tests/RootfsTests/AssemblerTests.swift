@@ -36,6 +36,7 @@ import TestSupport
             /usr/share r 700 1 1 - - - - -
             X
             printf 'Welcome to ${BOARD} ${VERSION}, cost $$5\\n' > motd.tmpl
+            setfattr -n user.host-label -v x board/usr/bin/tool
             """)
         return RootfsSpec(
             base: [.archive(t.sub("base.tar.gz")), .directory(t.sub("basedir"))],
@@ -70,6 +71,7 @@ import TestSupport
         #expect(try text("/etc/motd") == "Welcome to rpi4 12.1, cost $5\n")
         #expect(try node("/usr/bin/escape-link").symlinkTarget == "/etc/passwd")
         #expect(try node("/usr/bin/tool").permissions == 0o750 && node("/usr/bin/tool").gid == 10)
+        #expect(try node("/usr/bin/tool").xattrs.isEmpty, "host xattrs are not read by default")
         #expect(try node("/bin/busybox").permissions == 0o4711)
         #expect(try node("/dev/console").kind == .charDevice && node("/dev/console").rdev == DeviceNumber(major: 5, minor: 1))
         for i in 0..<4 { #expect(try node("/dev/ttyS\(i)").rdev == DeviceNumber(major: 4, minor: UInt32(64 + i)) && node("/dev/ttyS\(i)").gid == 5) }
@@ -110,6 +112,10 @@ import TestSupport
         let again = try RootfsAssembler.assemble(spec, downloadCache: t.sub("dl"))
         #expect(try String(decoding: contentBytes(again, "/etc/osbuild-build-id"), as: UTF8.self) == stamp)
         #expect(try TreeDigest.compute(again) == TreeDigest.compute(tree))
+        var withX = spec
+        withX.hostXAttrs = true
+        let xtree = try RootfsAssembler.assemble(withX, downloadCache: t.sub("dl"))
+        #expect(xtree[xtree.lookup("/usr/bin/tool")!].xattrs.map(\.name) == ["user.host-label"])
         try FileSystem.writeAtomically(t.sub("board/usr/bin/tool"), "#!/bin/sh\n#\n", mode: 0o755)
         let changed = try RootfsAssembler.assemble(spec, downloadCache: t.sub("dl"))
         #expect(try String(decoding: contentBytes(changed, "/etc/osbuild-build-id"), as: UTF8.self) != stamp)
@@ -161,6 +167,8 @@ import TestSupport
         #expect { try RootfsAssembler.assemble(spec, downloadCache: t.sub("dl")) } throws: { "\($0)".contains("overlay \(t.sub("nope")) does not exist") }
         spec = RootfsSpec(osRelease: .init(name: "X", id: "Bad Id"))
         #expect { try RootfsAssembler.assemble(spec, downloadCache: t.sub("dl")) } throws: { "\($0)".contains("ID=\"Bad Id\"") }
+        spec = RootfsSpec(machineInfo: .init(chassis: "a\nb"))
+        #expect { try RootfsAssembler.assemble(spec, downloadCache: t.sub("dl")) } throws: { "\($0)".contains("machine-info CHASSIS=\"a\\nb\": control characters") }
     }
 
     @Test func globRemoval() throws {
