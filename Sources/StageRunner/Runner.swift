@@ -10,6 +10,8 @@ public struct RunOptions: Sendable {
     public var only: String?
     public var dryRun = false
     public var jobs = ProcessInfo.processInfo.activeProcessorCount
+    /// Run only this stage and its dependencies.
+    public var restrictTo: String?
     public init() {}
 }
 
@@ -107,6 +109,14 @@ public final class StageRunner: @unchecked Sendable {
 
     /// Stage names in dependency order.
     public var stageOrder: [String] { order }
+
+    public func upstream(of stage: String) -> Set<String> {
+        var result: Set<String> = [stage]
+        for n in order.reversed() where result.contains(n) {
+            for d in byName[n]?.dependencies ?? [] { result.insert(d) }
+        }
+        return result
+    }
 
     public func downstream(of stage: String) -> Set<String> {
         var result: Set<String> = [stage]
@@ -232,6 +242,13 @@ public final class StageRunner: @unchecked Sendable {
 
     // MARK: run
 
+    /// Build `stage` and whatever it depends on (nothing downstream).
+    public func run(restrictedTo stage: String) throws -> RunSummary {
+        var opts = RunOptions()
+        opts.restrictTo = stage
+        return try run(opts)
+    }
+
     public func run(_ options: RunOptions = RunOptions()) throws -> RunSummary {
         try validate(options)
         let start = Date()
@@ -266,7 +283,8 @@ public final class StageRunner: @unchecked Sendable {
         let cache = StatCache(path: buildDir.statCachePath)
         let hasher = InputHasher(cache: cache, snapshotDir: buildDir.snapshotsDir)
         let forced = forcedSet(options)
-        let selected: Set<String> = options.only.map { [$0] } ?? Set(order)
+        var selected: Set<String> = options.only.map { [$0] } ?? Set(order)
+        if let target = options.restrictTo { selected = upstream(of: target) }
         let scheduler = Scheduler(order: order.filter(selected.contains), stages: byName, jobs: max(1, options.jobs))
         scheduler.execute { name, finishedStates in
             let result = self.runOne(name, forced: forced.contains(name), depStates: finishedStates, hasher: hasher, only: options.only != nil)

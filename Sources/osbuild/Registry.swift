@@ -8,6 +8,7 @@ let commandRegistry: [any ParsableCommand.Type] = [
     Clean.self,
     Boards.self,
     BoardCommand.self,
+    RootfsCommand.self,
     Mkfs.self,
     ImageCommand.self,
     InspectCommand.self,

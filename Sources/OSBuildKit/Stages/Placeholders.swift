@@ -16,9 +16,3 @@ enum KernelConfigStage {
 
 
 
-enum BundleStage {
-    static let kind = StageKind(
-        name: "bundle", summary: "signed RAUC update bundle",
-        applies: { _ in true },
-        make: { _ in .placeholder(name: "bundle", summary: "RAUC bundle", dependencies: ["rootfs-image", "bootloader"], reason: "RAUC bundles (issue 8)") })
-}
