@@ -80,13 +80,14 @@ extension KconfigTree {
         // The kernel Makefile always exports this itself.
         env["CC_VERSION_TEXT"] = String(decoding: try probes.run("\(cc) --version 2>/dev/null | head -n 1"), as: UTF8.self)
         if cold && options.parallelProbes {
-            // Cold cache: a first parse only collects the probe commands (answering them
-            // with "y"), they run on all cores, then the real parse finds them cached. A
-            // probe whose text depends on another probe's answer just runs later.
-            // Repeat while new commands appear (their text used an earlier placeholder).
-            for _ in 0..<3 {
+            // Cold cache: a cheap scan (macros only, no tree) collects the probe commands,
+            // answering them with a placeholder; they run on all cores; a second scan picks
+            // up commands built from another probe's answer. The real parse then finds
+            // (almost) everything cached; the rest runs in sequence as usual.
+            for _ in 0..<2 {
                 probes.recording = true
-                _ = try? parse(sourceTree: src, environment: env, probes: probes)
+                let scanner = Parser(tree: KconfigTree(sourceTree: src), pp: Preprocessor(environment: env, probes: probes))
+                try? scanner.scanOnly(file: "Kconfig")
                 probes.recording = false
                 if probes.runPending() == 0 { break }
             }
@@ -102,7 +103,15 @@ extension KconfigTree {
         let tree = KconfigTree(sourceTree: sourceTree)
         let pp = Preprocessor(environment: environment, probes: probes)
         let parser = Parser(tree: tree, pp: pp)
+        let t0 = DispatchTime.now().uptimeNanoseconds
         try parser.parse(file: top)
+        let t1 = DispatchTime.now().uptimeNanoseconds
+        defer {
+            if ProbeRunner.debug {
+                let t2 = DispatchTime.now().uptimeNanoseconds
+                FileHandleDebug.write("kconfig: parse \((t1 - t0) / 1_000_000) ms, finalize \((t2 - t1) / 1_000_000) ms\n")
+            }
+        }
         tree.messages += pp.messages
         if tree.modulesSym == 0 { tree.modulesSym = KconfigTree.no }
         if tree.root.prompt == nil {

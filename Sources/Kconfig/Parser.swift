@@ -106,6 +106,54 @@ final class Parser {
         try statements(until: nil, inChoice: false)
     }
 
+    /// Reads every file and expands every macro without building the tree: the cheap
+    /// pass that collects toolchain probes (sources, assignments and help texts are the
+    /// only statements that change how the rest is read).
+    func scanOnly(file: String) throws {
+        try openSource(file, relativeToCurrent: false, optional: false, fromLine: 0)
+        var atStart = true
+        while true {
+            let t = try next()
+            switch t.kind {
+            case .eof: return
+            case .eol:
+                atStart = true
+                continue
+            case .kSource, .kRsource, .kOsource, .kOrsource where atStart:
+                let q = try next()
+                guard q.kind == .quoted else { continue }
+                try expectEOL("source")
+                try openSource(
+                    String(decoding: q.text, as: UTF8.self), relativeToCurrent: t.kind == .kRsource || t.kind == .kOrsource,
+                    optional: t.kind == .kOsource || t.kind == .kOrsource, fromLine: t.line)
+                atStart = true
+                continue
+            case .kHelp where atStart:
+                try expectEOL("help")
+                lx.skipHelp()
+                atStart = true
+                continue
+            case .word where atStart:
+                let op = try lx.peek()
+                let flavor: Preprocessor.Flavor
+                switch op.kind {
+                case .equal: flavor = .recursive
+                case .colonEqual: flavor = .simple
+                case .plusEqual: flavor = .append
+                default:
+                    atStart = false
+                    continue
+                }
+                _ = try next()
+                let v = lx.assignValue()
+                try lx.pp.assign(name: t.text, value: v, flavor: flavor)
+            default:
+                break
+            }
+            atStart = false
+        }
+    }
+
     // MARK: files
 
     private func openSource(_ name: String, relativeToCurrent: Bool, optional: Bool, fromLine: Int) throws {
