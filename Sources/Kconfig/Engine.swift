@@ -5,7 +5,8 @@ import Foundation
 public struct KconfigOptions: Sendable {
     public var kernelSource: String
     public var arch: String
-    /// CROSS_COMPILE prefix; CC/LD default to `<prefix>gcc` / `<prefix>ld` like the kernel Makefile.
+    /// CROSS_COMPILE prefix; CC/LD default to `<prefix>gcc` / `<prefix>ld` like the kernel
+    /// Makefile (pass `cc`/`ld` for what would be `make CC=... LD=...`).
     public var crossCompile: String
     public var cc: String?
     public var ld: String?
@@ -24,8 +25,9 @@ public struct KconfigOptions: Sendable {
         self.kernelSource = kernelSource
         self.arch = arch
         self.crossCompile = crossCompile ?? environment["CROSS_COMPILE"] ?? ""
-        self.cc = cc ?? environment["CC"]
-        self.ld = ld ?? environment["LD"]
+        // Like the kernel Makefile, which assigns CC/LD itself: an ambient $CC is ignored.
+        self.cc = cc
+        self.ld = ld
         self.probeCacheDirectory = probeCacheDirectory
         self.environment = environment
     }
