@@ -122,6 +122,7 @@ extension KconfigTree {
             tree.root.prompt = p
         }
         tree.finalize()
+        try tree.checkRecursiveDependencies()
         return tree
     }
 

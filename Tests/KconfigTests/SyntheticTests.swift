@@ -109,6 +109,14 @@ struct SyntheticTests {
         } catch {
             #expect("\(error)".contains("Kconfig:3") && "\(error)".contains("frobnicate"), "\(error)")
         }
+        // the kernel refuses dependency loops; so do we
+        let loop = try tmp.write("loop/Kconfig", "config P\n\tbool \"p\"\n\tdepends on Q\nconfig Q\n\tbool \"q\"\n\tdefault P\n")
+        do {
+            _ = try KconfigTree.parse(file: loop)
+            Issue.record("no error for a dependency loop")
+        } catch {
+            #expect("\(error)".contains("recursive dependency") && "\(error)".contains("P -> Q -> P"), "\(error)")
+        }
         let missing = try tmp.write("m/Kconfig", "source \"nope/Kconfig\"\n")
         do {
             _ = try KconfigTree.parse(file: missing)
