@@ -136,7 +136,7 @@ extension KconfigTree {
     }
 
     /// VERSION.PATCHLEVEL.SUBLEVEL+EXTRAVERSION from the top Makefile.
-    static func kernelVersion(_ src: String) throws -> String {
+    public static func kernelVersion(_ src: String) throws -> String {
         let text = try FileSystem.readText(src + "/Makefile")
         var v: [String: String] = [:]
         for line in text.split(separator: "\n").prefix(20) {

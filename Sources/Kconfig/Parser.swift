@@ -119,7 +119,7 @@ final class Parser {
             case .eol:
                 atStart = true
                 continue
-            case .kSource, .kRsource, .kOsource, .kOrsource where atStart:
+            case .kSource, .kRsource, .kOsource, .kOrsource:
                 let q = try next()
                 guard q.kind == .quoted else { continue }
                 try expectEOL("source")
