@@ -19,6 +19,7 @@ public final class KconfigTree {
     /// Probe commands run and answered from the cache while loading.
     public internal(set) var probeStats: (executed: Int, cached: Int) = (0, 0)
     var lastOrigins: [SymID: ConfigOrigin] = [:]
+    var unknownSymbolsRead = false
 
     static let no: SymID = 0, mod: SymID = 1, yes: SymID = 2
 

@@ -255,7 +255,18 @@ struct SyntheticTests {
             "CONFIG_A=m\nCONFIG_B=y\nCONFIG_D=m\nCONFIG_M2=y\nCONFIG_T1=y\nCONFIG_SHOW=y\nCONFIG_UNDER_A=1\n",
             "CONFIG_A=m\nCONFIG_B2=y\n",
         ]
+        // Round trips: a consistent .config (nothing unsaved), and one naming an unknown symbol.
+        var all = inputs
         for (i, input) in inputs.enumerated() {
+            let cfg = try tmp.write("rt\(i).config", input)
+            _ = try Subprocess.run(
+                [conf, "-s", "--olddefconfig", "Kconfig"], environment: ["KCONFIG_CONFIG": cfg, "srctree": tmp.path],
+                directory: tmp.path)
+            let out = try FileSystem.readText(cfg)
+            all.append(out)
+            all.append(out + "CONFIG_NOT_IN_TREE=y\n# CONFIG_SHOW is not set\n")
+        }
+        for (i, input) in all.enumerated() {
             let cfg = try tmp.write("c\(i).config", input)
             _ = try Subprocess.run(
                 [conf, "-s", "--olddefconfig", "Kconfig"], environment: ["KCONFIG_CONFIG": cfg, "srctree": tmp.path],
