@@ -86,7 +86,32 @@ struct OracleTests {
         }
     }
 
-    /// The kernel's conf also parses a .config we wrote back to the same result.
+    /// Random configurations with every third line dropped (so olddefconfig has to repair
+    /// dependencies, choices and ranges everywhere) resolve exactly as the kernel does.
+    @Test func randomConfigsResolveLikeKernel() throws {
+        guard let ksrc = KTest.kernelSource() else { return }
+        guard TestEnv.oracle("make", package: "make") != nil, TestEnv.oracle("flex", package: "flex") != nil,
+            TestEnv.oracle("bison", package: "bison") != nil
+        else { return }
+        let tmp = try TempDir("kconfig-rand")
+        let out = tmp.sub("o")
+        let make = ["make", "-C", ksrc, "-s", "ARCH=x86_64", "O=\(out)"]
+        let opts = KconfigOptions(kernelSource: ksrc, arch: "x86_64", crossCompile: "", probeCacheDirectory: tmp.sub("cache"))
+        let tree = try KconfigTree.load(opts)
+        for seed in ["3", "7"] {
+            _ = try Subprocess.run(make + ["randconfig"], environment: ["KCONFIG_SEED": seed])
+            let full = try FileSystem.readText(out + "/.config").split(separator: "\n", omittingEmptySubsequences: false)
+            let damaged = full.enumerated().filter { $0.offset % 3 != 2 }.map(\.element).joined(separator: "\n")
+            try FileSystem.writeAtomically(out + "/.config", damaged)
+            _ = try Subprocess.run(make + ["olddefconfig"])
+            let kernel = try FileSystem.readText(out + "/.config")
+            let (ours, _) = tree.resolve(ConfigText.assignments(damaged, file: "rand\(seed)"))
+            #expect(KTest.differences(ours, kernel) == [], "seed \(seed)")
+            #expect(ours == kernel, "seed \(seed): text differs")
+        }
+    }
+
+    /// verify-kconfig on a real merged .config names the unmet dependency and the unknown symbol.
     @Test func realTreeVerifyExplainsUnmetDependency() throws {
         guard let ksrc = KTest.kernelSource() else { return }
         let tmp = try TempDir("kconfig-verify-real")
