@@ -182,15 +182,18 @@ final class Parser {
             }
             paths.append((display, full))
         }
-        // Push in reverse so the first match is read first.
-        for (d, f) in paths.reversed() {
+        var loaded: [(name: String, bytes: [UInt8], index: Int32)] = []
+        for (d, f) in paths {
             if lx.includeChain.contains(d) {
                 throw lx.error("recursive inclusion of \"\(d)\" (included from \(lx.includeChain.joined(separator: " -> ")))", line: fromLine)
             }
             let bytes: [UInt8]
             do { bytes = try FileSystem.readFile(f) } catch { throw lx.error("can't open file \"\(d)\": \(error)", line: fromLine) }
-            let idx = Int32(tree.files.count)
+            loaded.append((d, bytes, Int32(tree.files.count)))
             tree.files.append(d)
+        }
+        // Push in reverse so the first match is read first.
+        for (d, bytes, idx) in loaded.reversed() {
             let dir = FileSystem.dirname(d)
             lx.push(bytes: bytes, name: d, dir: dir == "." ? "" : dir, index: idx)
         }

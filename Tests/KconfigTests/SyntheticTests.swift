@@ -158,6 +158,21 @@ struct SyntheticTests {
         #expect(tree.messages.contains("Kconfig:6"))
     }
 
+    @Test func sourceVariants() throws {
+        let tmp = try TempDir("kconfig-source")
+        try tmp.write("d/sub/a.kconfig", "config FROM_A\n\tdef_bool y\n")
+        try tmp.write("d/sub/b.kconfig", "config FROM_B\n\tdef_bool FROM_A\n")
+        try tmp.write("d/Kconfig", "rsource \"sub/*.kconfig\"\norsource \"nothing/*.kconfig\"\n")
+        let top = try KTest.tree(tmp, ["Kconfig": "source \"d/Kconfig\"\nosource \"missing/Kconfig\"\n"])
+        let tree = try KconfigTree.parse(file: top)
+        tree.resolve([])
+        #expect(tree.value(of: "FROM_A") == "y")
+        #expect(tree.value(of: "FROM_B") == "y")
+        #expect(tree.files == ["Kconfig", "d/Kconfig", "d/sub/a.kconfig", "d/sub/b.kconfig"])
+        // deterministic output
+        #expect(tree.resolve([]).config == tree.resolve([]).config)
+    }
+
     /// Tricky semantics checked against the kernel's compiled `conf --olddefconfig`.
     @Test func matchesKernelConf() throws {
         guard let ksrc = KTest.kernelSource() else { return }
