@@ -16,6 +16,9 @@ fi
 stamp="$dest/.osbuild-unpacked"
 want=$(stat -c '%s %Y' "$tarball")
 if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ] && [ -f "$dest/Kconfig" ]; then
+    # An in-tree kconfig run leaves these behind, and then every `make O=...` refuses
+    # the tree ("source tree is not clean"): remove them.
+    rm -rf "$dest/.config" "$dest/include/config" "$dest/include/generated" "$dest"/arch/*/include/generated
     echo "fetch-kernel-source: $dest is ready"
     exit 0
 fi

@@ -88,6 +88,7 @@ extension KconfigTree {
     @discardableResult
     func readUserValues(_ assignments: [ConfigAssignment], warnings: inout [String]) -> [SymID: ConfigOrigin] {
         var origins: [SymID: ConfigOrigin] = [:]
+        unknownSymbolsRead = false
         for s in syms where s.id > 2 {
             s.flags.remove([.defUser, .valid])
             if s.isChoice { s.flags.insert(.defUser) }
@@ -96,7 +97,11 @@ extension KconfigTree {
             s.userChoice = -1
         }
         for a in assignments {
-            guard let s = findForConfig(a.name) else { continue }
+            guard let s = findForConfig(a.name) else {
+                // the kernel marks the configuration changed when it names unknown symbols
+                unknownSymbolsRead = true
+                continue
+            }
             if s.hasUserValue && !s.isChoice {
                 warnings.append("\(a.origin): override: reassigning to symbol \(a.name)")
             }
@@ -200,7 +205,7 @@ extension KconfigTree {
             default: break
             }
         }
-        return warnings > 0 || unsaved > 0
+        return warnings > 0 || unsaved > 0 || unknownSymbolsRead
     }
 
     func menuVisible(_ m: MenuNode) -> Bool {

@@ -5,7 +5,8 @@ import Foundation
 public struct KconfigOptions: Sendable {
     public var kernelSource: String
     public var arch: String
-    /// CROSS_COMPILE prefix; CC/LD default to `<prefix>gcc` / `<prefix>ld` like the kernel Makefile.
+    /// CROSS_COMPILE prefix; CC/LD default to `<prefix>gcc` / `<prefix>ld` like the kernel
+    /// Makefile (pass `cc`/`ld` for what would be `make CC=... LD=...`).
     public var crossCompile: String
     public var cc: String?
     public var ld: String?
@@ -24,8 +25,9 @@ public struct KconfigOptions: Sendable {
         self.kernelSource = kernelSource
         self.arch = arch
         self.crossCompile = crossCompile ?? environment["CROSS_COMPILE"] ?? ""
-        self.cc = cc ?? environment["CC"]
-        self.ld = ld ?? environment["LD"]
+        // Like the kernel Makefile, which assigns CC/LD itself: an ambient $CC is ignored.
+        self.cc = cc
+        self.ld = ld
         self.probeCacheDirectory = probeCacheDirectory
         self.environment = environment
     }
@@ -80,13 +82,14 @@ extension KconfigTree {
         // The kernel Makefile always exports this itself.
         env["CC_VERSION_TEXT"] = String(decoding: try probes.run("\(cc) --version 2>/dev/null | head -n 1"), as: UTF8.self)
         if cold && options.parallelProbes {
-            // Cold cache: a first parse only collects the probe commands (answering them
-            // with "y"), they run on all cores, then the real parse finds them cached. A
-            // probe whose text depends on another probe's answer just runs later.
-            // Repeat while new commands appear (their text used an earlier placeholder).
-            for _ in 0..<3 {
+            // Cold cache: a cheap scan (macros only, no tree) collects the probe commands,
+            // answering them with a placeholder; they run on all cores; a second scan picks
+            // up commands built from another probe's answer. The real parse then finds
+            // (almost) everything cached; the rest runs in sequence as usual.
+            for _ in 0..<2 {
                 probes.recording = true
-                _ = try? parse(sourceTree: src, environment: env, probes: probes)
+                let scanner = Parser(tree: KconfigTree(sourceTree: src), pp: Preprocessor(environment: env, probes: probes))
+                try? scanner.scanOnly(file: "Kconfig")
                 probes.recording = false
                 if probes.runPending() == 0 { break }
             }
@@ -102,7 +105,15 @@ extension KconfigTree {
         let tree = KconfigTree(sourceTree: sourceTree)
         let pp = Preprocessor(environment: environment, probes: probes)
         let parser = Parser(tree: tree, pp: pp)
+        let t0 = DispatchTime.now().uptimeNanoseconds
         try parser.parse(file: top)
+        let t1 = DispatchTime.now().uptimeNanoseconds
+        defer {
+            if ProbeRunner.debug {
+                let t2 = DispatchTime.now().uptimeNanoseconds
+                FileHandleDebug.write("kconfig: parse \((t1 - t0) / 1_000_000) ms, finalize \((t2 - t1) / 1_000_000) ms\n")
+            }
+        }
         tree.messages += pp.messages
         if tree.modulesSym == 0 { tree.modulesSym = KconfigTree.no }
         if tree.root.prompt == nil {
@@ -111,6 +122,7 @@ extension KconfigTree {
             tree.root.prompt = p
         }
         tree.finalize()
+        try tree.checkRecursiveDependencies()
         return tree
     }
 
@@ -124,7 +136,7 @@ extension KconfigTree {
     }
 
     /// VERSION.PATCHLEVEL.SUBLEVEL+EXTRAVERSION from the top Makefile.
-    static func kernelVersion(_ src: String) throws -> String {
+    public static func kernelVersion(_ src: String) throws -> String {
         let text = try FileSystem.readText(src + "/Makefile")
         var v: [String: String] = [:]
         for line in text.split(separator: "\n").prefix(20) {

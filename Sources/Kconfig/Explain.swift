@@ -87,6 +87,7 @@ extension KconfigTree {
                     let conds = prompts.map { render($0.visible) }.joined(separator: " || ")
                     return "the prompt is not visible: \(conds)"
                 }
+                if s.hasUserValue && s.visible != .no { return "the configuration itself sets \(name)=\(actual)" }
                 return "\(name) resolved to \(actual)"
             }
             // want < have: something forces it up
@@ -107,6 +108,7 @@ extension KconfigTree {
                 }
                 return "\(name) has no visible prompt, so its default (\(actual)) applies"
             }
+            if s.hasUserValue { return "the configuration itself sets \(name)=\(actual)" }
             return "\(name) resolved to \(actual)"
         case .int, .hex, .string:
             let want = s.type == .string ? (ConfigText.unquote(requested) ?? requested) : requested
@@ -129,7 +131,9 @@ extension KconfigTree {
             if s.visible == .no {
                 return "the prompt is not visible: \(prompts.map { render($0.visible) }.joined(separator: " || "))"
             }
-            return "\(name) resolved to \(s.type == .string ? "\"\(actual)\"" : actual)"
+            let shown = s.type == .string ? "\"\(actual)\"" : actual
+            if s.hasUserValue { return "the configuration itself sets \(name)=\(shown)" }
+            return "\(name) resolved to \(shown)"
         case .unknown:
             return "not found: no symbol \(name) in this Kconfig tree"
         }

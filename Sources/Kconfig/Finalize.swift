@@ -193,4 +193,76 @@ extension KconfigTree {
             sym.revDep = Expr.either(sym.revDep, Expr.both(p.visible, .symbol(KconfigTree.mod)))
         }
     }
+
+    // MARK: recursive dependencies (sym_check_deps): the kernel refuses such trees
+
+    func checkRecursiveDependencies() throws {
+        var path: [SymID] = []
+        for s in syms where s.id > 2 && s.type != .unknown {
+            if let loop = checkDeps(s, &path) {
+                let chain = (path.drop { $0 != loop.id } + [loop.id]).map { syms[Int($0)].name }
+                let where_ = s.menus.first.map { (files.indices.contains(Int($0.file)) ? files[Int($0.file)] : "?", Int($0.line)) }
+                let names = chain.count > 1 ? chain.joined(separator: " -> ") : loop.name
+                throw KconfigError.parse(
+                    file: loop.menus.first.map { files.indices.contains(Int($0.file)) ? files[Int($0.file)] : "?" } ?? where_?.0 ?? "?",
+                    line: Int(loop.menus.first?.line ?? 0),
+                    message: "recursive dependency detected: \(names) (a symbol's dependencies, defaults, selects or prompts refer back to it)")
+            }
+        }
+    }
+
+    private func checkDeps(_ s: Symbol, _ path: inout [SymID]) -> Symbol? {
+        if s.flags.contains(.check) { return s }
+        if s.flags.contains(.checked) { return nil }
+        if s.isChoiceValue { return checkDeps(syms[Int(s.choice)], &path) }
+        if s.isChoice { return checkChoiceDeps(s, &path) }
+        s.flags.insert([.check, .checked])
+        path.append(s.id)
+        let r = checkSymDeps(s, &path)
+        if r == nil { path.removeLast() }
+        s.flags.remove(.check)
+        return r
+    }
+
+    private func checkExprDeps(_ e: Expr?, _ path: inout [SymID]) -> Symbol? {
+        guard let e else { return nil }
+        switch e {
+        case .or(let a, let b), .and(let a, let b):
+            return checkExprDeps(a, &path) ?? checkExprDeps(b, &path)
+        case .not(let a): return checkExprDeps(a, &path)
+        case .compare(_, let l, let r):
+            return checkDeps(syms[Int(l)], &path) ?? checkDeps(syms[Int(r)], &path)
+        case .symbol(let x): return checkDeps(syms[Int(x)], &path)
+        }
+    }
+
+    private func checkSymDeps(_ s: Symbol, _ path: inout [SymID]) -> Symbol? {
+        if let r = checkExprDeps(s.dirDep, &path) ?? checkExprDeps(s.revDep, &path) ?? checkExprDeps(s.implied, &path) { return r }
+        for p in s.props where p.kind != .select && p.kind != .imply {
+            if let r = checkExprDeps(p.visible, &path) { return r }
+            if p.kind != .defaultValue || s.isChoice { continue }
+            if let r = checkExprDeps(p.expr, &path) { return r }
+        }
+        return nil
+    }
+
+    private func checkChoiceDeps(_ c: Symbol, _ path: inout [SymID]) -> Symbol? {
+        for v in c.choiceValues { syms[Int(v)].flags.insert([.check, .checked]) }
+        c.flags.insert([.check, .checked])
+        path.append(c.id)
+        var r = checkSymDeps(c, &path)
+        c.flags.remove(.check)
+        if r == nil {
+            for v in c.choiceValues {
+                path.append(v)
+                r = checkSymDeps(syms[Int(v)], &path)
+                if r != nil { break }
+                path.removeLast()
+            }
+        }
+        if r == nil { path.removeLast() }
+        for v in c.choiceValues { syms[Int(v)].flags.remove(.check) }
+        if let x = r, x.isChoiceValue, x.choice == c.id { r = c }
+        return r
+    }
 }

@@ -93,7 +93,9 @@ public enum KconfigMerge {
             asDefconfig = true
             report.baseName = "arch/\(options.srcarch)/configs/\(n)"
         }
+        let t0 = DispatchTime.now().uptimeNanoseconds
         let (baseText, w1) = tree.resolve(baseAssignments, asDefconfig: asDefconfig)
+        if ProbeRunner.debug { FileHandleDebug.write("kconfig: resolve+write \((DispatchTime.now().uptimeNanoseconds - t0) / 1_000_000) ms\n") }
         report.warnings += w1
         if frags.isEmpty { return (baseText, report) }
 

@@ -114,6 +114,8 @@ struct SymFlags: OptionSet {
     static let noWrite = SymFlags(rawValue: 1 << 7)
     static let written = SymFlags(rawValue: 1 << 8)
     static let defined = SymFlags(rawValue: 1 << 9)
+    static let check = SymFlags(rawValue: 1 << 10)
+    static let checked = SymFlags(rawValue: 1 << 11)
 }
 
 /// One symbol. Besides declared data it carries the evaluation state the kernel's

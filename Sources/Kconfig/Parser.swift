@@ -19,6 +19,7 @@ public final class KconfigTree {
     /// Probe commands run and answered from the cache while loading.
     public internal(set) var probeStats: (executed: Int, cached: Int) = (0, 0)
     var lastOrigins: [SymID: ConfigOrigin] = [:]
+    var unknownSymbolsRead = false
 
     static let no: SymID = 0, mod: SymID = 1, yes: SymID = 2
 
@@ -106,6 +107,54 @@ final class Parser {
         try statements(until: nil, inChoice: false)
     }
 
+    /// Reads every file and expands every macro without building the tree: the cheap
+    /// pass that collects toolchain probes (sources, assignments and help texts are the
+    /// only statements that change how the rest is read).
+    func scanOnly(file: String) throws {
+        try openSource(file, relativeToCurrent: false, optional: false, fromLine: 0)
+        var atStart = true
+        while true {
+            let t = try next()
+            switch t.kind {
+            case .eof: return
+            case .eol:
+                atStart = true
+                continue
+            case .kSource, .kRsource, .kOsource, .kOrsource:
+                let q = try next()
+                guard q.kind == .quoted else { continue }
+                try expectEOL("source")
+                try openSource(
+                    String(decoding: q.text, as: UTF8.self), relativeToCurrent: t.kind == .kRsource || t.kind == .kOrsource,
+                    optional: t.kind == .kOsource || t.kind == .kOrsource, fromLine: t.line)
+                atStart = true
+                continue
+            case .kHelp where atStart:
+                try expectEOL("help")
+                lx.skipHelp()
+                atStart = true
+                continue
+            case .word where atStart:
+                let op = try lx.peek()
+                let flavor: Preprocessor.Flavor
+                switch op.kind {
+                case .equal: flavor = .recursive
+                case .colonEqual: flavor = .simple
+                case .plusEqual: flavor = .append
+                default:
+                    atStart = false
+                    continue
+                }
+                _ = try next()
+                let v = lx.assignValue()
+                try lx.pp.assign(name: t.text, value: v, flavor: flavor)
+            default:
+                break
+            }
+            atStart = false
+        }
+    }
+
     // MARK: files
 
     private func openSource(_ name: String, relativeToCurrent: Bool, optional: Bool, fromLine: Int) throws {
@@ -133,15 +182,18 @@ final class Parser {
             }
             paths.append((display, full))
         }
-        // Push in reverse so the first match is read first.
-        for (d, f) in paths.reversed() {
+        var loaded: [(name: String, bytes: [UInt8], index: Int32)] = []
+        for (d, f) in paths {
             if lx.includeChain.contains(d) {
                 throw lx.error("recursive inclusion of \"\(d)\" (included from \(lx.includeChain.joined(separator: " -> ")))", line: fromLine)
             }
             let bytes: [UInt8]
             do { bytes = try FileSystem.readFile(f) } catch { throw lx.error("can't open file \"\(d)\": \(error)", line: fromLine) }
-            let idx = Int32(tree.files.count)
+            loaded.append((d, bytes, Int32(tree.files.count)))
             tree.files.append(d)
+        }
+        // Push in reverse so the first match is read first.
+        for (d, bytes, idx) in loaded.reversed() {
             let dir = FileSystem.dirname(d)
             lx.push(bytes: bytes, name: d, dir: dir == "." ? "" : dir, index: idx)
         }

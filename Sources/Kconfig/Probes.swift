@@ -46,6 +46,8 @@ public final class ProbeRunner: @unchecked Sendable {
         if let workDir { try? FileSystem.removeTree(workDir) }
     }
 
+    static let debug = ProcessInfo.processInfo.environment["OSBUILD_KCONFIG_DEBUG"] != nil
+
     static let keyVariables = [
         "PATH", "ARCH", "SRCARCH", "srctree", "CC", "LD", "CROSS_COMPILE", "CLANG_FLAGS", "LLVM", "LLVM_IAS",
         "KERNELVERSION", "HOSTCC", "HOSTCXX", "RUSTC", "BINDGEN", "PAHOLE", "NM", "OBJCOPY", "OBJDUMP", "AR",
@@ -80,6 +82,7 @@ public final class ProbeRunner: @unchecked Sendable {
             // a placeholder that keeps every use syntactically valid (def_int, depends on)
             return [UInt8(ascii: "y")]
         }
+        if ProbeRunner.debug { FileHandleDebug.write("kconfig probe (sequential): \(command)\n") }
         let out = try execute(command)
         cache[command] = out
         dirty = true
@@ -230,4 +233,8 @@ private final class ResultSlots: @unchecked Sendable {
             return n - 1
         }
     }
+}
+
+enum FileHandleDebug {
+    static func write(_ s: String) { FileHandle.standardError.write(Data(s.utf8)) }
 }

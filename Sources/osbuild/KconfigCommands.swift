@@ -103,7 +103,7 @@ struct VerifyKconfig: ParsableCommand {
                 d["reason"] = m.reason ?? NSNull()
                 return d
             }
-            let data = (try? JSONSerialization.data(withJSONObject: items, options: [.prettyPrinted, .sortedKeys])) ?? Data("[]".utf8)
+            let data = (try? JSONSerialization.data(withJSONObject: items, options: [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes])) ?? Data("[]".utf8)
             out = String(decoding: data, as: UTF8.self) + "\n"
         }
         return out

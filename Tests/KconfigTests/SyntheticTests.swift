@@ -109,6 +109,14 @@ struct SyntheticTests {
         } catch {
             #expect("\(error)".contains("Kconfig:3") && "\(error)".contains("frobnicate"), "\(error)")
         }
+        // the kernel refuses dependency loops; so do we
+        let loop = try tmp.write("loop/Kconfig", "config P\n\tbool \"p\"\n\tdepends on Q\nconfig Q\n\tbool \"q\"\n\tdefault P\n")
+        do {
+            _ = try KconfigTree.parse(file: loop)
+            Issue.record("no error for a dependency loop")
+        } catch {
+            #expect("\(error)".contains("recursive dependency") && "\(error)".contains("P -> Q -> P"), "\(error)")
+        }
         let missing = try tmp.write("m/Kconfig", "source \"nope/Kconfig\"\n")
         do {
             _ = try KconfigTree.parse(file: missing)
@@ -148,6 +156,21 @@ struct SyntheticTests {
         #expect(tree.value(of: "S") == "hello, world! [a b] x y")
         #expect(tree.value(of: "E") == "-env")
         #expect(tree.messages.contains("Kconfig:6"))
+    }
+
+    @Test func sourceVariants() throws {
+        let tmp = try TempDir("kconfig-source")
+        try tmp.write("d/sub/a.kconfig", "config FROM_A\n\tdef_bool y\n")
+        try tmp.write("d/sub/b.kconfig", "config FROM_B\n\tdef_bool FROM_A\n")
+        try tmp.write("d/Kconfig", "rsource \"sub/*.kconfig\"\norsource \"nothing/*.kconfig\"\n")
+        let top = try KTest.tree(tmp, ["Kconfig": "source \"d/Kconfig\"\nosource \"missing/Kconfig\"\n"])
+        let tree = try KconfigTree.parse(file: top)
+        tree.resolve([])
+        #expect(tree.value(of: "FROM_A") == "y")
+        #expect(tree.value(of: "FROM_B") == "y")
+        #expect(tree.files == ["Kconfig", "d/Kconfig", "d/sub/a.kconfig", "d/sub/b.kconfig"])
+        // deterministic output
+        #expect(tree.resolve([]).config == tree.resolve([]).config)
     }
 
     /// Tricky semantics checked against the kernel's compiled `conf --olddefconfig`.
@@ -247,7 +270,18 @@ struct SyntheticTests {
             "CONFIG_A=m\nCONFIG_B=y\nCONFIG_D=m\nCONFIG_M2=y\nCONFIG_T1=y\nCONFIG_SHOW=y\nCONFIG_UNDER_A=1\n",
             "CONFIG_A=m\nCONFIG_B2=y\n",
         ]
+        // Round trips: a consistent .config (nothing unsaved), and one naming an unknown symbol.
+        var all = inputs
         for (i, input) in inputs.enumerated() {
+            let cfg = try tmp.write("rt\(i).config", input)
+            _ = try Subprocess.run(
+                [conf, "-s", "--olddefconfig", "Kconfig"], environment: ["KCONFIG_CONFIG": cfg, "srctree": tmp.path],
+                directory: tmp.path)
+            let out = try FileSystem.readText(cfg)
+            all.append(out)
+            all.append(out + "CONFIG_NOT_IN_TREE=y\n# CONFIG_SHOW is not set\n")
+        }
+        for (i, input) in all.enumerated() {
             let cfg = try tmp.write("c\(i).config", input)
             _ = try Subprocess.run(
                 [conf, "-s", "--olddefconfig", "Kconfig"], environment: ["KCONFIG_CONFIG": cfg, "srctree": tmp.path],
