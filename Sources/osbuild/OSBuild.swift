@@ -1,5 +1,6 @@
 import ArgumentParser
 import Basics
+import Foundation
 import OSBuildKit
 
 /// The root command. Only argument parsing and printing live in this target; all work
@@ -22,4 +23,21 @@ struct OSBuild: ParsableCommand {
         version: OSBuildVersion.string,
         subcommands: commandRegistry
     )
+
+    /// ArgumentParser exits 64 (EX_USAGE) on bad arguments; osbuild documents 2 for every
+    /// usage error, so remap that one code and keep the parser's message.
+    static func main() {
+        do {
+            var command = try parseAsRoot()
+            try command.run()
+        } catch {
+            let code = exitCode(for: error)
+            if code.rawValue == 64 {
+                let message = fullMessage(for: error)
+                if !message.isEmpty { Console.shared.error(message) }
+                Foundation.exit(ExitStatus.usage)
+            }
+            exit(withError: error)
+        }
+    }
 }

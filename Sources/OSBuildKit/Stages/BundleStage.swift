@@ -10,7 +10,7 @@ import StageRunner
 enum BundleStage {
     static let kind = StageKind(
         name: "bundle", summary: "signed RAUC update bundle",
-        applies: { !$0.records("disk.partition").isEmpty },
+        applies: { !$0.records("disk.partition").isEmpty && hasKernel($0) },
         make: { ctx in
             let b = ctx.board
             let cert = b.string("bundle.cert").map(b.resolvePath)

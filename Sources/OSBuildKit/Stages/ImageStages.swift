@@ -75,7 +75,7 @@ enum RootfsImageStage {
 enum InitramfsStage {
     static let kind = StageKind(
         name: "initramfs", summary: "initramfs with resolved kernel modules",
-        applies: { !$0.list("initramfs.modules").isEmpty },
+        applies: { !$0.list("initramfs.modules").isEmpty && hasKernel($0) },
         make: { ctx in
             let b = ctx.board
             let compression = b.string("initramfs.compression") ?? "zstd"

@@ -13,7 +13,7 @@ import StageRunner
 enum KernelStage {
     static let kind = StageKind(
         name: "kernel", summary: "kernel image and modules (prebuilt package or source build)",
-        applies: { _ in true },
+        applies: hasKernel,
         make: { ctx in
             let board = ctx.board
             guard let package = board.string("kernel.package") else {
@@ -49,6 +49,9 @@ enum KernelStage {
             }
         })
 }
+
+/// Boards without kernel.package or kernel.source build only filesystem images.
+let hasKernel: @Sendable (Board) -> Bool = { $0.string("kernel.package") != nil || $0.string("kernel.source") != nil }
 
 /// Debian's kernel packages ship no modules.dep (their postinst runs depmod): export the
 /// modules, run kmod's depmod on the copy (no root needed), and take its index files back
@@ -117,7 +120,7 @@ enum DebianArch {
 enum KernelImageStage {
     static let kind = StageKind(
         name: "kernel-image", summary: "kernel slot image (SquashFS: vmlinuz + initramfs)",
-        applies: { _ in true },
+        applies: hasKernel,
         make: { ctx in
             let epoch = ctx.epoch
             return Stage(name: "kernel-image", summary: "kernel slot image", dependencies: ["kernel", "initramfs"],
