@@ -28,28 +28,46 @@ public struct FilesystemError: UserError {
 /// host ctimes, which would make the image differ between builds).
 public enum FilesystemMaker {
     public static func make(_ spec: FilesystemSpec, size: UInt64, at path: String, epoch: Int64, work: String, partition: String) throws {
-        var tree = try loadTree(spec.source, partition: partition)
+        var tree = try loadTree(spec.source, ownership: spec.ownership, partition: partition)
         tree.clampMtimes(to: epoch)
         try FileSystem.makeDirectories(work)
         switch spec.kind {
         case .vfat: try makeVFAT(spec, tree: tree, size: size, at: path, epoch: epoch, work: work, partition: partition)
-        case .ext2, .ext3, .ext4: try makeExt(spec, tree: tree, size: size, at: path, epoch: epoch, work: work, partition: partition)
+        case .ext2, .ext3, .ext4:
+            // A host directory is read in place by mke2fs (no staging copy); the debugfs
+            // pass then corrects whatever differs from the tree.
+            var direct: String? = nil
+            if case .directory(let d) = spec.source { direct = d }
+            try makeExt(spec, tree: tree, sourceDirectory: direct, size: size, at: path, epoch: epoch, work: work, partition: partition)
         }
     }
 
     /// Like `make`, but the result appears at `path` only on success (temp name + rename).
     public static func build(_ spec: FilesystemSpec, size: UInt64, to path: String, epoch: Int64, work: String, partition: String) throws {
-        try AtomicOutputFile.write(path) { out in
+        let out = try AtomicOutputFile(path)
+        do {
             try make(spec, size: size, at: out.tempPath, epoch: epoch, work: work, partition: partition)
+            trace("made \(partition)")
+            try out.commit()
+            trace("committed \(partition)")
+        } catch {
+            out.abandon()
+            throw error
+        }
+    }
+
+    static func trace(_ s: String) {
+        if ProcessInfo.processInfo.environment["OSBUILD_DISK_TRACE"] != nil {
+            FileHandle.standardError.write(Data("TRACE \(Date().timeIntervalSince1970) \(s)\n".utf8))
         }
     }
 
     /// The one tree a filesystem is populated from.
-    public static func loadTree(_ source: FilesystemSpec.Source, partition: String) throws -> FSTree {
+    public static func loadTree(_ source: FilesystemSpec.Source, ownership: FSTree.HostImportOptions.Ownership = .root, partition: String) throws -> FSTree {
         switch source {
         case .empty: return FSTree()
         case .tree(let t): return t
-        case .directory(let d): return try FSTree.fromHostDirectory(d)
+        case .directory(let d): return try FSTree.fromHostDirectory(d, options: .init(ownership: ownership))
         case .files(let list):
             var t = FSTree()
             for (src, dst) in list {
@@ -78,7 +96,7 @@ public enum FilesystemMaker {
     /// to their host source when its mtime is already right, else copied and given the
     /// tree's permissions, mtime and `atime`). Returns the entries that cannot be staged
     /// without privileges (devices, fifos, sockets).
-    static func stage(_ tree: FSTree, into dir: String, symlinks: Bool, atime: Int64 = 0) throws -> [(path: String, inode: Inode)] {
+    static func stage(_ tree: FSTree, into dir: String, symlinks: Bool, atime: Int64 = 0, devices: Bool = false) throws -> [(path: String, inode: Inode)] {
         var special: [(String, Inode)] = []
         var linked: [InodeID: String] = [:]
         try FileSystem.makeDirectories(dir)
@@ -104,7 +122,17 @@ public enum FilesystemMaker {
                 guard symlink(inode.symlinkTarget, host) == 0 else { throw SystemError("symlink", path: host, errno: errno) }
                 setTimes(host, atime: atime, mtime: inode.mtime)
             default:
-                special.append((path, inode))
+                if devices {
+                    // Only root can create device nodes on the host.
+                    // glibc's dev_t layout (makedev is a macro Swift does not import).
+                    let ma = UInt64(inode.rdev.major), mi = UInt64(inode.rdev.minor)
+                    let dev = dev_t((mi & 0xFF) | ((ma & 0xFFF) << 8) | ((mi & ~UInt64(0xFF)) << 12) | ((ma & ~UInt64(0xFFF)) << 32))
+                    guard mknod(host, mode_t(inode.mode), dev) == 0 else {
+                        throw MessageError("\(path): cannot create \(inode.kind) in staging (needs root): \(String(cString: strerror(errno)))")
+                    }
+                } else {
+                    special.append((path, inode))
+                }
             }
         }
         // Directory times last (creating children changes them).
@@ -226,9 +254,11 @@ public enum FilesystemMaker {
 
     // MARK: ext2/3/4
 
-    static func makeExt(_ spec: FilesystemSpec, tree: FSTree, size: UInt64, at path: String, epoch: Int64, work: String, partition: String) throws {
-        let stageDir = work + "/root"
-        let special = try stage(tree, into: stageDir, symlinks: true, atime: epoch)
+    static func makeExt(_ spec: FilesystemSpec, tree: FSTree, sourceDirectory: String?, size: UInt64, at path: String, epoch: Int64, work: String, partition: String) throws {
+        let stageDir = sourceDirectory ?? work + "/root"
+        trace("ext start \(partition)")
+        let special = sourceDirectory != nil ? [] : try stage(tree, into: stageDir, symlinks: true, atime: epoch)
+        trace("staged \(partition)")
         try createSized(path, size)
         let uuid = try spec.uuid.map { u -> String in
             guard let g = GUID.parse(u) else { throw DiskLayoutError.invalidGUID(what: "partition '\(partition)' filesystem uuid", value: u) }
@@ -264,6 +294,7 @@ public enum FilesystemMaker {
         args += extra
         args += ["-d", stageDir, path, String(size / 1024) + "k"]
         try run(args, env: env, partition: partition, hint: "e2fsprogs")
+        trace("mke2fs done \(partition)")
 
         // Fix ownership, modes and timestamps of every inode in one debugfs run.
         var script = ""

@@ -185,6 +185,8 @@ public struct FilesystemSpec: Sendable {
     public var size: UInt64?
     /// Timestamps written into the filesystem; nil = SOURCE_DATE_EPOCH or 0.
     public var timestamp: Int64?
+    /// Owner of entries read from a `.directory` source: 0:0 (default) or the host's.
+    public var ownership: FSTree.HostImportOptions.Ownership = .root
 
     public init(
         kind: Kind, source: Source = .empty, label: String? = nil, uuid: String? = nil,
