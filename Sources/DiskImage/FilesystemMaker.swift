@@ -317,13 +317,12 @@ public enum FilesystemMaker {
             }
             script += "cd /\n"
         }
-        // Only what differs from what mke2fs copied off the staged files is fixed (each
-        // debugfs command costs a path lookup and an inode write): ctime always (mke2fs
-        // copies the host's), atime of directories (reading them updates it) and of hard
-        // links, owner/mode/mtime where the staged file could not carry them.
+        // debugfs fixes only owner/mode/mtime where the staged files could not carry them
+        // (each command costs a path lookup), plus device nodes; atime/ctime/crtime of every
+        // inode are then normalised natively in one pass over the inode tables.
         var seen = Set<InodeID>()
-        let t = String(epoch)
         let specialPaths = Set(special.map(\.path))
+        let specialParents = Set(special.map { FileSystem.dirname($0.path) })
         try tree.walk { p, id, inode in
             guard seen.insert(id).inserted else { return }
             let f = try q(p)
@@ -333,18 +332,23 @@ public enum FilesystemMaker {
             if staged.map({ $0.mode & 0o7777 }) != UInt32(inode.permissions) || staged == nil {
                 script += "sif \(f) mode 0\(String(inode.mode, radix: 8))\n"
             }
-            if staged?.mtimeSec != inode.mtime.seconds { script += "sif \(f) mtime @\(inode.mtime.seconds)\n" }
-            if inode.kind == .directory || staged == nil || staged?.atimeSec != epoch { script += "sif \(f) atime @\(t)\n" }
-            script += "sif \(f) ctime @\(t)\n"
+            // mknod changes its directory's mtime; the native pass clamps mtimes to epoch.
+            if staged.map({ min($0.mtimeSec, epoch) }) != inode.mtime.seconds || specialParents.contains(p) {
+                script += "sif \(f) mtime @\(inode.mtime.seconds)\n"
+            }
         }
-        let scriptPath = work + "/debugfs.cmd"
-        try FileSystem.writeAtomically(scriptPath, script)
-        let r = try run(["debugfs", "-w", "-f", scriptPath, path], env: env, partition: partition, hint: "e2fsprogs")
-        // debugfs exits 0 even when a command fails; its stderr names the failure.
-        let errs = r.stderrText.split(separator: "\n").filter { !$0.hasPrefix("debugfs ") }
-        if let e = errs.first {
-            throw FilesystemError(partition: partition, message: "debugfs could not set inode fields: \(e)")
+        if !script.isEmpty {
+            let scriptPath = work + "/debugfs.cmd"
+            try FileSystem.writeAtomically(scriptPath, script)
+            let r = try run(["debugfs", "-w", "-f", scriptPath, path], env: env, partition: partition, hint: "e2fsprogs")
+            // debugfs exits 0 even when a command fails; its stderr names the failure.
+            let errs = r.stderrText.split(separator: "\n").filter { !$0.hasPrefix("debugfs ") }
+            if let e = errs.first {
+                throw FilesystemError(partition: partition, message: "debugfs could not set inode fields: \(e)")
+            }
         }
+        try Ext4Times.normalise(path, epoch: epoch)
+        trace("times fixed \(partition)")
     }
 
     @discardableResult

@@ -168,3 +168,37 @@ import TestSupport
         #expect(try FileSystem.listDirectory(tmp.path).isEmpty)
     }
 }
+
+@Suite struct Ext4TreeTests {
+    @Test func devicesFifosOwnersAndClampedTimesFromATree() throws {
+        guard TestEnv.oracle("e2fsck", package: "e2fsprogs") != nil else { return }
+        let tmp = try TempDir("ext4tree")
+        var tree = FSTree()
+        try tree.insert("/dev", .directory(mtime: Timestamp(seconds: 1_600_000_000)))
+        try tree.insert("/dev/null", Inode(kind: .charDevice, permissions: 0o666, mtime: Timestamp(seconds: 1_600_000_000), rdev: DeviceNumber(major: 1, minor: 3)))
+        try tree.insert("/dev/sda", Inode(kind: .blockDevice, permissions: 0o660, gid: 6, mtime: Timestamp(seconds: 1_600_000_000), rdev: DeviceNumber(major: 8, minor: 0)))
+        try tree.insert("/run/initctl", Inode(kind: .fifo, permissions: 0o600, mtime: Timestamp(seconds: 1_600_000_000)), createParents: true)
+        try tree.insert("/home/user/future.txt", .file(.bytes(Array("from the future\n".utf8)), permissions: 0o4750, uid: 1000, gid: 1000,
+                                                          mtime: Timestamp(seconds: 2_000_000_000, nanoseconds: 5)), createParents: true)
+        let spec = FilesystemSpec(kind: .ext4, source: .tree(tree), label: "t", uuid: "3C1EF1B0-5E3D-4A5F-9E7C-0000000000EE")
+        let a = tmp.sub("a.ext4"), b = tmp.sub("b.ext4")
+        try FilesystemMaker.make(spec, size: 8 * MiB, at: a, epoch: 1_700_000_000, work: tmp.sub("wa"), partition: "t")
+        try FilesystemMaker.make(spec, size: 8 * MiB, at: b, epoch: 1_700_000_000, work: tmp.sub("wb"), partition: "t")
+        #expect(try fileSHA(a) == fileSHA(b))
+        let fsck = try sh(["e2fsck", "-fn", a], check: false)
+        #expect(fsck.status == 0, "\(fsck.stdoutText)")
+        let null = try sh(["debugfs", "-R", "stat /dev/null", a]).stdoutText
+        #expect(null.contains("Type: character special") && null.contains("Mode:  0666"))
+        #expect(null.contains("Device major/minor number: 01:03"))
+        let sda = try sh(["debugfs", "-R", "stat /dev/sda", a]).stdoutText
+        #expect(sda.contains("Type: block special") && sda.contains("Group:     6"))
+        #expect(try sh(["debugfs", "-R", "stat /run/initctl", a]).stdoutText.contains("Type: FIFO"))
+        let f = try sh(["debugfs", "-R", "stat /home/user/future.txt", a]).stdoutText
+        #expect(f.contains("Mode:  04750") && f.contains("User:  1000") && f.contains("Group:  1000"))
+        // mtime clamped to the epoch; every time field of every inode is the epoch or older.
+        #expect(f.contains("mtime: 0x6553f100:00000000"), "\(f)")
+        let dev = try sh(["debugfs", "-R", "stat /dev", a]).stdoutText
+        #expect(dev.contains("mtime: 0x5f5e1000:00000000"), "\(dev)")
+        #expect(dev.contains("ctime: 0x6553f100:00000000") && dev.contains("atime: 0x6553f100:00000000"))
+    }
+}
