@@ -24,7 +24,10 @@ enum Ext4Times {
             var b = [UInt8](repeating: 0, count: n)
             var got = 0
             while got < n {
-                let k = b.withUnsafeMutableBytes { pread(fd, $0.baseAddress! + got, n - got, off_t(off) + off_t(got)) }
+                let k = b.withUnsafeMutableBytes { raw -> Int in
+                    guard let base = raw.baseAddress else { return 0 }
+                    return pread(fd, base + got, n - got, off_t(off) + off_t(got))
+                }
                 if k < 0 { if errno == EINTR { continue }; throw SystemError("read", path: path, errno: errno) }
                 if k == 0 { throw Failure(path: path, message: "short read at \(off)") }
                 got += k

@@ -178,17 +178,17 @@ public enum FilesystemMaker {
         guard o >= 0 else { throw SystemError("create", path: dst, errno: errno) }
         defer { close(o) }
         let bufSize = 1 << 20
-        let buf = UnsafeMutableRawBufferPointer.allocate(byteCount: bufSize, alignment: 16)
-        defer { buf.deallocate() }
+        let base = UnsafeMutableRawPointer.allocate(byteCount: bufSize, alignment: 16)
+        defer { base.deallocate() }
         var pos = offset
         let end = offset + length
         while pos < end {
-            let n = pread(i, buf.baseAddress, Int(min(UInt64(bufSize), end - pos)), off_t(pos))
+            let n = pread(i, base, Int(min(UInt64(bufSize), end - pos)), off_t(pos))
             if n < 0 { if errno == EINTR { continue }; throw SystemError("read", path: src, errno: errno) }
             if n == 0 { throw MessageError("\(src): file shrank while being copied") }
             var done = 0
             while done < n {
-                let k = write(o, buf.baseAddress! + done, n - done)
+                let k = write(o, base + done, n - done)
                 if k < 0 { if errno == EINTR { continue }; throw SystemError("write", path: dst, errno: errno) }
                 done += k
             }
