@@ -69,7 +69,10 @@ public enum FilesystemMaker {
         case .tree(let t): return t
         case .directory(let d): return try FSTree.fromHostDirectory(d, options: .init(ownership: ownership))
         case .files(let list):
-            var t = FSTree()
+            // Directories the list implies get the newest possible time, which the
+            // SOURCE_DATE_EPOCH clamp then turns into the build time (like mmd would).
+            let implied = Inode.directory(mtime: Timestamp(seconds: Int64(Int32.max)))
+            var t = FSTree(root: implied)
             for (src, dst) in list {
                 guard let st = try FileSystem.lstatIfExists(src) else {
                     throw FilesystemError(partition: partition, message: "file \(src) (for \(dst)) does not exist", exitCode: ExitStatus.usage)
@@ -78,12 +81,11 @@ public enum FilesystemMaker {
                     try t.importHostDirectory(src, at: dst)
                 } else {
                     let st2 = try FileSystem.stat(src)
-                    _ = st
                     let inode = Inode.file(st2.size == 0 ? .empty : .hostFile(path: src, size: st2.size),
                                            permissions: UInt16(st2.mode & 0o7777),
                                            mtime: Timestamp(seconds: st2.mtimeSec, nanoseconds: UInt32(st2.mtimeNsec)))
                     if let old = t.lookup(dst), old != FSTree.rootID { try t.remove(dst) }
-                    try t.insert(dst, inode, createParents: true)
+                    try t.insert(dst, inode, createParents: true, parentTemplate: implied)
                 }
             }
             return t
@@ -206,6 +208,10 @@ public enum FilesystemMaker {
     // MARK: vfat
 
     static func makeVFAT(_ spec: FilesystemSpec, tree: FSTree, size: UInt64, at path: String, epoch: Int64, work: String, partition: String) throws {
+        if spec.extraArgs.isEmpty {
+            try makeVFATNative(spec, tree: tree, size: size, at: path, epoch: epoch, partition: partition)
+            return
+        }
         let stageDir = work + "/root"
         let special = try stage(tree, into: stageDir, symlinks: false)
         if let s = special.first {
@@ -249,6 +255,23 @@ public enum FilesystemMaker {
         for (d, files) in filesByDir {
             try run(["mcopy", "-i", path, "-m", "-o"] + files.map { stageDir + $0 } + ["::" + (d == "/" ? "/" : d + "/")],
                     env: env, partition: partition, hint: "mtools")
+        }
+    }
+
+    /// The native writer (default); mkfs.fat + mtools remain for configs that pass extra
+    /// mkfs.fat arguments the native writer does not model.
+    static func makeVFATNative(_ spec: FilesystemSpec, tree: FSTree, size: UInt64, at path: String, epoch: Int64, partition: String) throws {
+        let volid = spec.uuid.map { $0.replacingOccurrences(of: "-", with: "") } ?? String(GUID.derived("vfat", partition).prefix(8))
+        guard volid.count == 8, let vid = UInt32(volid, radix: 16) else {
+            throw FilesystemError(partition: partition, message: "vfat volume id '\(spec.uuid ?? "")' must be 8 hex digits (e.g. 0B007001 or 0B00-7001)", exitCode: ExitStatus.usage)
+        }
+        if let l = spec.label, l.utf8.count > 11 {
+            throw FilesystemError(partition: partition, message: "vfat label '\(l)' is longer than 11 bytes", exitCode: ExitStatus.usage)
+        }
+        do {
+            try FATWriter.write(tree, size: size, to: path, fatSize: spec.fatSize, label: spec.label, volumeID: vid, epoch: max(epoch, 315_532_800))
+        } catch let e as FATWriter.Failure {
+            throw FilesystemError(partition: partition, message: e.message, exitCode: e.exitCode)
         }
     }
 

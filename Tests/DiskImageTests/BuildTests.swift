@@ -202,3 +202,61 @@ import TestSupport
         #expect(dev.contains("ctime: 0x6553f100:00000000") && dev.contains("atime: 0x6553f100:00000000"))
     }
 }
+
+@Suite struct VFATTests {
+    /// Many similar long names (short-name collisions), deep dirs, empty and cluster-sized
+    /// files, for each FAT size; fsck.vfat clean and mtools reads back the same tree.
+    @Test(arguments: [FilesystemSpec.FATSize.fat12, .fat16, .fat32])
+    func nativeWriterAgainstDosfsckAndMtools(_ fat: FilesystemSpec.FATSize) throws {
+        guard TestEnv.oracle("fsck.vfat", package: "dosfstools") != nil, TestEnv.oracle("mcopy", package: "mtools") != nil else { return }
+        let tmp = try TempDir("vfat\(fat.rawValue)")
+        let src = tmp.sub("src")
+        let count = fat == .fat12 ? 40 : 300
+        for i in 0..<count { try tmp.write("src/many/a-rather-long-file-name-\(i).txt", "file \(i)\n") }
+        try tmp.write("src/d1/d2/d3/d4/d5/deep.bin", String(repeating: "x", count: 2048))
+        try tmp.write("src/EXACT.TXT", "short name\n")
+        try tmp.write("src/lower.txt", "lower\n")
+        try tmp.write("src/.hidden", "dot\n")
+        try tmp.write("src/two.dots.tar.gz", "gz\n")
+        try tmp.write("src/ünïcödé name.txt", "utf\n")
+        try tmp.write("src/empty", "")
+        try sh(["find", src, "-exec", "touch", "-h", "-d", "@1700000000", "{}", "+"])
+        let size: UInt64 = fat == .fat32 ? 40 * MiB : fat == .fat16 ? 8 * MiB : 1 * MiB
+        let spec = FilesystemSpec(kind: .vfat, source: .directory(src), label: "TEST", uuid: "1234ABCD", fatSize: fat)
+        let img = tmp.sub("fs.img"), img2 = tmp.sub("fs2.img")
+        try FilesystemMaker.make(spec, size: size, at: img, epoch: 1_700_000_000, work: tmp.sub("w"), partition: "t")
+        try FilesystemMaker.make(spec, size: size, at: img2, epoch: 1_700_000_000, work: tmp.sub("w2"), partition: "t")
+        #expect(try fileSHA(img) == fileSHA(img2))
+        let fsck = try sh(["fsck.vfat", "-n", "-v", img], check: false)
+        #expect(fsck.status == 0, "\(fsck.stdoutText)")
+        #expect(fsck.stdoutText.contains("\(fat.rawValue) bit entries"), "\(fsck.stdoutText)")
+        let out = tmp.sub("out")
+        try FileSystem.makeDirectories(out)
+        try sh(["mcopy", "-s", "-n", "-m", "-i", img, "::/", out + "/"], env: ["MTOOLS_SKIP_CHECK": "1"])
+        let diff = try sh(["diff", "-r", src, out], check: false)
+        #expect(diff.status == 0, "\(diff.stdoutText)")
+        let blk = try sh(["blkid", "-p", "-o", "export", img]).stdoutText
+        #expect(blk.contains("UUID=1234-ABCD") && blk.contains("LABEL=TEST") && blk.contains("TYPE=vfat"))
+    }
+
+    @Test func mkfsFatFallbackForExtraArguments() throws {
+        guard TestEnv.oracle("mkfs.vfat", package: "dosfstools") != nil else { return }
+        let tmp = try TempDir("vfatx")
+        let src = try sampleTree(tmp)
+        let spec = FilesystemSpec(kind: .vfat, source: .directory(src), label: "X", uuid: "0000BEEF", extraArgs: ["-s", "8"])
+        let img = tmp.sub("x.img")
+        try FilesystemMaker.make(spec, size: 16 * MiB, at: img, epoch: 1_700_000_000, work: tmp.sub("w"), partition: "x")
+        #expect(try sh(["fsck.vfat", "-n", img], check: false).status == 0)
+        let v = try sh(["fsck.vfat", "-n", "-v", img], check: false).stdoutText
+        #expect(v.contains("4096 bytes per cluster"), "\(v)")
+    }
+
+    @Test func filesDoNotFit() throws {
+        let tmp = try TempDir("vfatfull")
+        try tmp.write("src/big", String(repeating: "b", count: 2_000_000))
+        let spec = FilesystemSpec(kind: .vfat, source: .directory(tmp.sub("src")), fatSize: .fat12)
+        #expect(throws: FilesystemError.self) {
+            try FilesystemMaker.make(spec, size: 1 * MiB, at: tmp.sub("f.img"), epoch: 0, work: tmp.sub("w"), partition: "boot")
+        }
+    }
+}
