@@ -257,6 +257,10 @@ public struct GenimageProject: Sendable {
                 throw ConfigError(t.options["mke2fs-conf"]?.location ?? t.location, "mke2fs-conf file \(conf) does not exist")
             }
             if let u = t.scalar("usage-type") { extra = ["-T", u] + extra }
+            if try GenimageValues.bool(t, "use-mke2fs") != true {
+                // genimage < 18 defaults to genext2fs here; osbuild always uses mke2fs.
+                Console.shared.error("warning: \(img.location.file): image '\(img.title)': use-mke2fs is not set to true; genimage 16/17 would use genext2fs, osbuild uses mke2fs (the default since genimage 18)")
+            }
         }
         spec.extraArgs = extra
         // genimage copies the rootpath with cp -a, so files keep their host owners.
@@ -316,7 +320,7 @@ public struct GenimageProject: Sendable {
         } else {
             table = .mbr
         }
-        var layout = DiskLayout(table: table, alignment: table == .none ? 1 : 512, fill: true)
+        var layout = DiskLayout(table: table, alignment: table == .none ? 1 : 512)
         if let a = h.scalar("align") {
             layout.alignment = try GenimageValues.size(a, allowPercent: false, at: loc(h, "align"), key: "align").0
         }
