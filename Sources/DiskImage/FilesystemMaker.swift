@@ -28,30 +28,51 @@ public struct FilesystemError: UserError {
 /// host ctimes, which would make the image differ between builds).
 public enum FilesystemMaker {
     public static func make(_ spec: FilesystemSpec, size: UInt64, at path: String, epoch: Int64, work: String, partition: String) throws {
-        var tree = try loadTree(spec.source, partition: partition)
+        var tree = try loadTree(spec.source, ownership: spec.ownership, partition: partition)
         tree.clampMtimes(to: epoch)
         try FileSystem.makeDirectories(work)
         switch spec.kind {
         case .vfat: try makeVFAT(spec, tree: tree, size: size, at: path, epoch: epoch, work: work, partition: partition)
-        case .ext2, .ext3, .ext4: try makeExt(spec, tree: tree, size: size, at: path, epoch: epoch, work: work, partition: partition)
+        case .ext2, .ext3, .ext4:
+            // A host directory is read in place by mke2fs (no staging copy); the debugfs
+            // pass then corrects whatever differs from the tree.
+            var direct: String? = nil
+            if case .directory(let d) = spec.source { direct = d }
+            try makeExt(spec, tree: tree, sourceDirectory: direct, size: size, at: path, epoch: epoch, work: work, partition: partition)
         }
     }
 
     /// Like `make`, but the result appears at `path` only on success (temp name + rename).
     public static func build(_ spec: FilesystemSpec, size: UInt64, to path: String, epoch: Int64, work: String, partition: String) throws {
-        try AtomicOutputFile.write(path) { out in
+        let out = try AtomicOutputFile(path)
+        do {
             try make(spec, size: size, at: out.tempPath, epoch: epoch, work: work, partition: partition)
+            trace("made \(partition)")
+            try out.commit()
+            trace("committed \(partition)")
+        } catch {
+            out.abandon()
+            throw error
+        }
+    }
+
+    static func trace(_ s: String) {
+        if ProcessInfo.processInfo.environment["OSBUILD_DISK_TRACE"] != nil {
+            FileHandle.standardError.write(Data("TRACE \(Date().timeIntervalSince1970) \(s)\n".utf8))
         }
     }
 
     /// The one tree a filesystem is populated from.
-    public static func loadTree(_ source: FilesystemSpec.Source, partition: String) throws -> FSTree {
+    public static func loadTree(_ source: FilesystemSpec.Source, ownership: FSTree.HostImportOptions.Ownership = .root, partition: String) throws -> FSTree {
         switch source {
         case .empty: return FSTree()
         case .tree(let t): return t
-        case .directory(let d): return try FSTree.fromHostDirectory(d)
+        case .directory(let d): return try FSTree.fromHostDirectory(d, options: .init(ownership: ownership))
         case .files(let list):
-            var t = FSTree()
+            // Directories the list implies get the newest possible time, which the
+            // SOURCE_DATE_EPOCH clamp then turns into the build time (like mmd would).
+            let implied = Inode.directory(mtime: Timestamp(seconds: Int64(Int32.max)))
+            var t = FSTree(root: implied)
             for (src, dst) in list {
                 guard let st = try FileSystem.lstatIfExists(src) else {
                     throw FilesystemError(partition: partition, message: "file \(src) (for \(dst)) does not exist", exitCode: ExitStatus.usage)
@@ -60,12 +81,11 @@ public enum FilesystemMaker {
                     try t.importHostDirectory(src, at: dst)
                 } else {
                     let st2 = try FileSystem.stat(src)
-                    _ = st
                     let inode = Inode.file(st2.size == 0 ? .empty : .hostFile(path: src, size: st2.size),
                                            permissions: UInt16(st2.mode & 0o7777),
                                            mtime: Timestamp(seconds: st2.mtimeSec, nanoseconds: UInt32(st2.mtimeNsec)))
                     if let old = t.lookup(dst), old != FSTree.rootID { try t.remove(dst) }
-                    try t.insert(dst, inode, createParents: true)
+                    try t.insert(dst, inode, createParents: true, parentTemplate: implied)
                 }
             }
             return t
@@ -78,7 +98,7 @@ public enum FilesystemMaker {
     /// to their host source when its mtime is already right, else copied and given the
     /// tree's permissions, mtime and `atime`). Returns the entries that cannot be staged
     /// without privileges (devices, fifos, sockets).
-    static func stage(_ tree: FSTree, into dir: String, symlinks: Bool, atime: Int64 = 0) throws -> [(path: String, inode: Inode)] {
+    static func stage(_ tree: FSTree, into dir: String, symlinks: Bool, atime: Int64 = 0, devices: Bool = false) throws -> [(path: String, inode: Inode)] {
         var special: [(String, Inode)] = []
         var linked: [InodeID: String] = [:]
         try FileSystem.makeDirectories(dir)
@@ -104,7 +124,17 @@ public enum FilesystemMaker {
                 guard symlink(inode.symlinkTarget, host) == 0 else { throw SystemError("symlink", path: host, errno: errno) }
                 setTimes(host, atime: atime, mtime: inode.mtime)
             default:
-                special.append((path, inode))
+                if devices {
+                    // Only root can create device nodes on the host.
+                    // glibc's dev_t layout (makedev is a macro Swift does not import).
+                    let ma = UInt64(inode.rdev.major), mi = UInt64(inode.rdev.minor)
+                    let dev = dev_t((mi & 0xFF) | ((ma & 0xFFF) << 8) | ((mi & ~UInt64(0xFF)) << 12) | ((ma & ~UInt64(0xFFF)) << 32))
+                    guard mknod(host, mode_t(inode.mode), dev) == 0 else {
+                        throw MessageError("\(path): cannot create \(inode.kind) in staging (needs root): \(String(cString: strerror(errno)))")
+                    }
+                } else {
+                    special.append((path, inode))
+                }
             }
         }
         // Directory times last (creating children changes them).
@@ -150,17 +180,17 @@ public enum FilesystemMaker {
         guard o >= 0 else { throw SystemError("create", path: dst, errno: errno) }
         defer { close(o) }
         let bufSize = 1 << 20
-        let buf = UnsafeMutableRawBufferPointer.allocate(byteCount: bufSize, alignment: 16)
-        defer { buf.deallocate() }
+        let base = UnsafeMutableRawPointer.allocate(byteCount: bufSize, alignment: 16)
+        defer { base.deallocate() }
         var pos = offset
         let end = offset + length
         while pos < end {
-            let n = pread(i, buf.baseAddress, Int(min(UInt64(bufSize), end - pos)), off_t(pos))
+            let n = pread(i, base, Int(min(UInt64(bufSize), end - pos)), off_t(pos))
             if n < 0 { if errno == EINTR { continue }; throw SystemError("read", path: src, errno: errno) }
             if n == 0 { throw MessageError("\(src): file shrank while being copied") }
             var done = 0
             while done < n {
-                let k = write(o, buf.baseAddress! + done, n - done)
+                let k = write(o, base + done, n - done)
                 if k < 0 { if errno == EINTR { continue }; throw SystemError("write", path: dst, errno: errno) }
                 done += k
             }
@@ -178,6 +208,10 @@ public enum FilesystemMaker {
     // MARK: vfat
 
     static func makeVFAT(_ spec: FilesystemSpec, tree: FSTree, size: UInt64, at path: String, epoch: Int64, work: String, partition: String) throws {
+        if spec.extraArgs.isEmpty {
+            try makeVFATNative(spec, tree: tree, size: size, at: path, epoch: epoch, partition: partition)
+            return
+        }
         let stageDir = work + "/root"
         let special = try stage(tree, into: stageDir, symlinks: false)
         if let s = special.first {
@@ -224,11 +258,30 @@ public enum FilesystemMaker {
         }
     }
 
+    /// The native writer (default); mkfs.fat + mtools remain for configs that pass extra
+    /// mkfs.fat arguments the native writer does not model.
+    static func makeVFATNative(_ spec: FilesystemSpec, tree: FSTree, size: UInt64, at path: String, epoch: Int64, partition: String) throws {
+        let volid = spec.uuid.map { $0.replacingOccurrences(of: "-", with: "") } ?? String(GUID.derived("vfat", partition).prefix(8))
+        guard volid.count == 8, let vid = UInt32(volid, radix: 16) else {
+            throw FilesystemError(partition: partition, message: "vfat volume id '\(spec.uuid ?? "")' must be 8 hex digits (e.g. 0B007001 or 0B00-7001)", exitCode: ExitStatus.usage)
+        }
+        if let l = spec.label, l.utf8.count > 11 {
+            throw FilesystemError(partition: partition, message: "vfat label '\(l)' is longer than 11 bytes", exitCode: ExitStatus.usage)
+        }
+        do {
+            try FATWriter.write(tree, size: size, to: path, fatSize: spec.fatSize, label: spec.label, volumeID: vid, epoch: max(epoch, 315_532_800))
+        } catch let e as FATWriter.Failure {
+            throw FilesystemError(partition: partition, message: e.message, exitCode: e.exitCode)
+        }
+    }
+
     // MARK: ext2/3/4
 
-    static func makeExt(_ spec: FilesystemSpec, tree: FSTree, size: UInt64, at path: String, epoch: Int64, work: String, partition: String) throws {
-        let stageDir = work + "/root"
-        let special = try stage(tree, into: stageDir, symlinks: true, atime: epoch)
+    static func makeExt(_ spec: FilesystemSpec, tree: FSTree, sourceDirectory: String?, size: UInt64, at path: String, epoch: Int64, work: String, partition: String) throws {
+        let stageDir = sourceDirectory ?? work + "/root"
+        trace("ext start \(partition)")
+        let special = sourceDirectory != nil ? [] : try stage(tree, into: stageDir, symlinks: true, atime: epoch)
+        trace("staged \(partition)")
         try createSized(path, size)
         let uuid = try spec.uuid.map { u -> String in
             guard let g = GUID.parse(u) else { throw DiskLayoutError.invalidGUID(what: "partition '\(partition)' filesystem uuid", value: u) }
@@ -264,6 +317,7 @@ public enum FilesystemMaker {
         args += extra
         args += ["-d", stageDir, path, String(size / 1024) + "k"]
         try run(args, env: env, partition: partition, hint: "e2fsprogs")
+        trace("mke2fs done \(partition)")
 
         // Fix ownership, modes and timestamps of every inode in one debugfs run.
         var script = ""
@@ -286,13 +340,12 @@ public enum FilesystemMaker {
             }
             script += "cd /\n"
         }
-        // Only what differs from what mke2fs copied off the staged files is fixed (each
-        // debugfs command costs a path lookup and an inode write): ctime always (mke2fs
-        // copies the host's), atime of directories (reading them updates it) and of hard
-        // links, owner/mode/mtime where the staged file could not carry them.
+        // debugfs fixes only owner/mode/mtime where the staged files could not carry them
+        // (each command costs a path lookup), plus device nodes; atime/ctime/crtime of every
+        // inode are then normalised natively in one pass over the inode tables.
         var seen = Set<InodeID>()
-        let t = String(epoch)
         let specialPaths = Set(special.map(\.path))
+        let specialParents = Set(special.map { FileSystem.dirname($0.path) })
         try tree.walk { p, id, inode in
             guard seen.insert(id).inserted else { return }
             let f = try q(p)
@@ -302,18 +355,23 @@ public enum FilesystemMaker {
             if staged.map({ $0.mode & 0o7777 }) != UInt32(inode.permissions) || staged == nil {
                 script += "sif \(f) mode 0\(String(inode.mode, radix: 8))\n"
             }
-            if staged?.mtimeSec != inode.mtime.seconds { script += "sif \(f) mtime @\(inode.mtime.seconds)\n" }
-            if inode.kind == .directory || staged == nil || staged?.atimeSec != epoch { script += "sif \(f) atime @\(t)\n" }
-            script += "sif \(f) ctime @\(t)\n"
+            // mknod changes its directory's mtime; the native pass clamps mtimes to epoch.
+            if staged.map({ min($0.mtimeSec, epoch) }) != inode.mtime.seconds || specialParents.contains(p) {
+                script += "sif \(f) mtime @\(inode.mtime.seconds)\n"
+            }
         }
-        let scriptPath = work + "/debugfs.cmd"
-        try FileSystem.writeAtomically(scriptPath, script)
-        let r = try run(["debugfs", "-w", "-f", scriptPath, path], env: env, partition: partition, hint: "e2fsprogs")
-        // debugfs exits 0 even when a command fails; its stderr names the failure.
-        let errs = r.stderrText.split(separator: "\n").filter { !$0.hasPrefix("debugfs ") }
-        if let e = errs.first {
-            throw FilesystemError(partition: partition, message: "debugfs could not set inode fields: \(e)")
+        if !script.isEmpty {
+            let scriptPath = work + "/debugfs.cmd"
+            try FileSystem.writeAtomically(scriptPath, script)
+            let r = try run(["debugfs", "-w", "-f", scriptPath, path], env: env, partition: partition, hint: "e2fsprogs")
+            // debugfs exits 0 even when a command fails; its stderr names the failure.
+            let errs = r.stderrText.split(separator: "\n").filter { !$0.hasPrefix("debugfs ") }
+            if let e = errs.first {
+                throw FilesystemError(partition: partition, message: "debugfs could not set inode fields: \(e)")
+            }
         }
+        try Ext4Times.normalise(path, epoch: epoch)
+        trace("times fixed \(partition)")
     }
 
     @discardableResult

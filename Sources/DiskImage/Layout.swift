@@ -36,8 +36,6 @@ public struct DiskLayout: Sendable {
     /// Leave out the backup GPT (header + array at the end).
     public var gptNoBackup: Bool
     public var extendedPartition: ExtendedPartition
-    /// Extend the file to the full size (a hole at the end, no bytes written).
-    public var fill: Bool
     public var partitions: [Partition]
     /// Data at fixed offsets that is not in the partition table (SPL, U-Boot, MBR boot code).
     public var rawWrites: [RawWrite]
@@ -46,7 +44,7 @@ public struct DiskLayout: Sendable {
         size: UInt64? = nil, table: TableType = .gpt, alignment: UInt64 = 1 << 20,
         diskGUID: String? = nil, mbrSignature: UInt32 = 0, gptEntriesOffset: UInt64 = 1024,
         gptFirstUsableLBA: UInt64? = nil, gptNoBackup: Bool = false,
-        extendedPartition: ExtendedPartition = .none, fill: Bool = true,
+        extendedPartition: ExtendedPartition = .none,
         partitions: [Partition] = [], rawWrites: [RawWrite] = []
     ) {
         self.size = size
@@ -58,7 +56,6 @@ public struct DiskLayout: Sendable {
         self.gptFirstUsableLBA = gptFirstUsableLBA
         self.gptNoBackup = gptNoBackup
         self.extendedPartition = extendedPartition
-        self.fill = fill
         self.partitions = partitions
         self.rawWrites = rawWrites
     }
@@ -185,6 +182,8 @@ public struct FilesystemSpec: Sendable {
     public var size: UInt64?
     /// Timestamps written into the filesystem; nil = SOURCE_DATE_EPOCH or 0.
     public var timestamp: Int64?
+    /// Owner of entries read from a `.directory` source: 0:0 (default) or the host's.
+    public var ownership: FSTree.HostImportOptions.Ownership = .root
 
     public init(
         kind: Kind, source: Source = .empty, label: String? = nil, uuid: String? = nil,

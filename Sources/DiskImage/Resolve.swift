@@ -34,7 +34,6 @@ public struct ResolvedLayout: Sendable {
     /// partitions follow it. `ebrGap` is the space each EBR takes before its partition.
     public var extendedSlot: Int?
     public var ebrGap: UInt64
-    public var fill: Bool
 }
 
 extension DiskLayout {
@@ -42,8 +41,9 @@ extension DiskLayout {
     static let gptArrayBytes: UInt64 = 128 * 128
     static let gptBackupBytes: UInt64 = 128 * 128 + 512
 
-    /// Validates the layout and computes offsets, sizes and GUIDs. Throws `ErrorList` of
-    /// `DiskLayoutError` (all problems of a kind found in one pass) or a single error.
+    /// Validates the layout and computes offsets, sizes and GUIDs. Throws the first
+    /// `DiskLayoutError` found (it names the partitions and byte numbers involved).
+    /// The image file always spans the whole size; unwritten ranges are holes.
     public func resolve() throws -> ResolvedLayout {
         let sector = DiskLayout.sector
         let hasTable = table != .none
@@ -292,7 +292,7 @@ extension DiskLayout {
         return ResolvedLayout(
             size: diskSize, table: table, diskGUID: diskGUID, mbrSignature: mbrSignature, entries: entries,
             firstUsableLBA: firstUsable, lastUsableLBA: lastUsable, gptEntriesOffset: gptEntriesOffset,
-            gptNoBackup: gptNoBackup, extendedSlot: extendedSlot, ebrGap: alignment, fill: fill)
+            gptNoBackup: gptNoBackup, extendedSlot: extendedSlot, ebrGap: alignment)
     }
 
     /// (description, bytes) of a partition's content when it has an intrinsic size.

@@ -26,8 +26,9 @@ enum SparseCopy {
         guard fstat(sfd, &st) == 0 else { throw SystemError("stat", path: source, errno: errno) }
         let fileSize = UInt64(st.st_size)
         let end = min(fileSize, sourceOffset + (length ?? fileSize))
-        let buf = UnsafeMutableRawBufferPointer.allocate(byteCount: chunk, alignment: 4096)
-        defer { buf.deallocate() }
+        let base = UnsafeMutableRawPointer.allocate(byteCount: chunk, alignment: 4096)
+        defer { base.deallocate() }
+        let buf = UnsafeMutableRawBufferPointer(start: base, count: chunk)
         var written: UInt64 = 0
         var pos = sourceOffset
         while pos < end {
@@ -46,7 +47,7 @@ enum SparseCopy {
                 let n = Int(min(UInt64(chunk), dataEnd - p))
                 var got = 0
                 while got < n {
-                    let k = pread(sfd, buf.baseAddress! + got, n - got, off_t(p) + off_t(got))
+                    let k = pread(sfd, base + got, n - got, off_t(p) + off_t(got))
                     if k < 0 { if errno == EINTR { continue }; throw SystemError("read", path: source, errno: errno) }
                     if k == 0 { throw MessageError("\(source): file shrank while being copied") }
                     got += k
@@ -95,10 +96,11 @@ enum SparseCopy {
                 return [p.lowerBound..<a, b..<p.upperBound].filter { !$0.isEmpty }
             }
         }
+        guard let base = data.baseAddress else { return }
         for p in pieces {
             var done = 0
             while done < p.count {
-                let k = pwrite(fd, data.baseAddress! + p.lowerBound + done, p.count - done, off_t(offset) + off_t(p.lowerBound + done))
+                let k = pwrite(fd, base + p.lowerBound + done, p.count - done, off_t(offset) + off_t(p.lowerBound + done))
                 if k < 0 { if errno == EINTR { continue }; throw SystemError("write", path: targetPath, errno: errno) }
                 done += k
             }
@@ -107,12 +109,10 @@ enum SparseCopy {
 
     static func isZero(_ b: UnsafeRawBufferPointer) -> Bool {
         let words = b.count / 8
-        let w = b.baseAddress!.assumingMemoryBound(to: UInt64.self)
-        var acc: UInt64 = 0
+        guard let raw = b.baseAddress else { return true }
         var k = 0
         while k < words {
-            acc |= w[k]
-            if acc != 0 { return false }
+            if raw.loadUnaligned(fromByteOffset: k * 8, as: UInt64.self) != 0 { return false }
             k += 1
         }
         for j in (words * 8)..<b.count where b[j] != 0 { return false }

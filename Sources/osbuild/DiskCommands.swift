@@ -22,6 +22,7 @@ struct ImageCommand: ParsableCommand {
     @Option(help: "directory with input files") var inputpath: String?
     @Option(help: "directory for the generated images") var outputpath: String?
     @Option(help: "colon-separated directories searched by include()") var includepath: String?
+    @Option(help: "write the expanded config (includes and ${VAR} resolved) to FILE, or - for stdout") var configdump: String?
     @Flag(help: "also write a bmap file (SHA-256 per range) next to each hdimage: IMAGE.bmap") var bmap = false
     @Flag(help: "also write IMAGE.xz for each hdimage (multi-threaded liblzma)") var xz = false
     @Flag(help: "also write IMAGE.zip for each hdimage") var zip = false
@@ -33,6 +34,9 @@ struct ImageCommand: ParsableCommand {
             let paths = GenimagePaths(rootpath: rootpath, tmppath: tmppath, inputpath: inputpath, outputpath: outputpath,
                                       includepath: includepath?.split(separator: ":").map(String.init) ?? [])
             let project = try GenimageProject(config: config, paths: paths)
+            if let d = configdump {
+                if d == "-" { Console.shared.line(project.root.dump()) } else { try FileSystem.writeAtomically(d, project.root.dump()) }
+            }
             let formats = try conversions.map { c -> ImageConversion.VirtualFormat in
                 guard let f = ImageConversion.VirtualFormat(rawValue: c) else {
                     throw MessageError("--convert \(c): unknown format (use qcow2, vmdk, vdi or vhdx)", exitCode: ExitStatus.usage)

@@ -168,3 +168,95 @@ import TestSupport
         #expect(try FileSystem.listDirectory(tmp.path).isEmpty)
     }
 }
+
+@Suite struct Ext4TreeTests {
+    @Test func devicesFifosOwnersAndClampedTimesFromATree() throws {
+        guard TestEnv.oracle("e2fsck", package: "e2fsprogs") != nil else { return }
+        let tmp = try TempDir("ext4tree")
+        var tree = FSTree()
+        try tree.insert("/dev", .directory(mtime: Timestamp(seconds: 1_600_000_000)))
+        try tree.insert("/dev/null", Inode(kind: .charDevice, permissions: 0o666, mtime: Timestamp(seconds: 1_600_000_000), rdev: DeviceNumber(major: 1, minor: 3)))
+        try tree.insert("/dev/sda", Inode(kind: .blockDevice, permissions: 0o660, gid: 6, mtime: Timestamp(seconds: 1_600_000_000), rdev: DeviceNumber(major: 8, minor: 0)))
+        try tree.insert("/run/initctl", Inode(kind: .fifo, permissions: 0o600, mtime: Timestamp(seconds: 1_600_000_000)), createParents: true)
+        try tree.insert("/home/user/future.txt", .file(.bytes(Array("from the future\n".utf8)), permissions: 0o4750, uid: 1000, gid: 1000,
+                                                          mtime: Timestamp(seconds: 2_000_000_000, nanoseconds: 5)), createParents: true)
+        let spec = FilesystemSpec(kind: .ext4, source: .tree(tree), label: "t", uuid: "3C1EF1B0-5E3D-4A5F-9E7C-0000000000EE")
+        let a = tmp.sub("a.ext4"), b = tmp.sub("b.ext4")
+        try FilesystemMaker.make(spec, size: 8 * MiB, at: a, epoch: 1_700_000_000, work: tmp.sub("wa"), partition: "t")
+        try FilesystemMaker.make(spec, size: 8 * MiB, at: b, epoch: 1_700_000_000, work: tmp.sub("wb"), partition: "t")
+        #expect(try fileSHA(a) == fileSHA(b))
+        let fsck = try sh(["e2fsck", "-fn", a], check: false)
+        #expect(fsck.status == 0, "\(fsck.stdoutText)")
+        let null = try sh(["debugfs", "-R", "stat /dev/null", a]).stdoutText
+        #expect(null.contains("Type: character special") && null.contains("Mode:  0666"))
+        #expect(null.contains("Device major/minor number: 01:03"))
+        let sda = try sh(["debugfs", "-R", "stat /dev/sda", a]).stdoutText
+        #expect(sda.contains("Type: block special") && sda.contains("Group:     6"))
+        #expect(try sh(["debugfs", "-R", "stat /run/initctl", a]).stdoutText.contains("Type: FIFO"))
+        let f = try sh(["debugfs", "-R", "stat /home/user/future.txt", a]).stdoutText
+        #expect(f.contains("Mode:  04750") && f.contains("User:  1000") && f.contains("Group:  1000"))
+        // mtime clamped to the epoch; every time field of every inode is the epoch or older.
+        #expect(f.contains("mtime: 0x6553f100:00000000"), "\(f)")
+        let dev = try sh(["debugfs", "-R", "stat /dev", a]).stdoutText
+        #expect(dev.contains("mtime: 0x5f5e1000:00000000"), "\(dev)")
+        #expect(dev.contains("ctime: 0x6553f100:00000000") && dev.contains("atime: 0x6553f100:00000000"))
+    }
+}
+
+@Suite struct VFATTests {
+    /// Many similar long names (short-name collisions), deep dirs, empty and cluster-sized
+    /// files, for each FAT size; fsck.vfat clean and mtools reads back the same tree.
+    @Test(arguments: [FilesystemSpec.FATSize.fat12, .fat16, .fat32])
+    func nativeWriterAgainstDosfsckAndMtools(_ fat: FilesystemSpec.FATSize) throws {
+        guard TestEnv.oracle("fsck.vfat", package: "dosfstools") != nil, TestEnv.oracle("mcopy", package: "mtools") != nil else { return }
+        let tmp = try TempDir("vfat\(fat.rawValue)")
+        let src = tmp.sub("src")
+        let count = fat == .fat12 ? 40 : 300
+        for i in 0..<count { try tmp.write("src/many/a-rather-long-file-name-\(i).txt", "file \(i)\n") }
+        try tmp.write("src/d1/d2/d3/d4/d5/deep.bin", String(repeating: "x", count: 2048))
+        try tmp.write("src/EXACT.TXT", "short name\n")
+        try tmp.write("src/lower.txt", "lower\n")
+        try tmp.write("src/.hidden", "dot\n")
+        try tmp.write("src/two.dots.tar.gz", "gz\n")
+        try tmp.write("src/ünïcödé name.txt", "utf\n")
+        try tmp.write("src/empty", "")
+        try sh(["find", src, "-exec", "touch", "-h", "-d", "@1700000000", "{}", "+"])
+        let size: UInt64 = fat == .fat32 ? 40 * MiB : fat == .fat16 ? 8 * MiB : 1 * MiB
+        let spec = FilesystemSpec(kind: .vfat, source: .directory(src), label: "TEST", uuid: "1234ABCD", fatSize: fat)
+        let img = tmp.sub("fs.img"), img2 = tmp.sub("fs2.img")
+        try FilesystemMaker.make(spec, size: size, at: img, epoch: 1_700_000_000, work: tmp.sub("w"), partition: "t")
+        try FilesystemMaker.make(spec, size: size, at: img2, epoch: 1_700_000_000, work: tmp.sub("w2"), partition: "t")
+        #expect(try fileSHA(img) == fileSHA(img2))
+        let fsck = try sh(["fsck.vfat", "-n", "-v", img], check: false)
+        #expect(fsck.status == 0, "\(fsck.stdoutText)")
+        #expect(fsck.stdoutText.contains("\(fat.rawValue) bit entries"), "\(fsck.stdoutText)")
+        let out = tmp.sub("out")
+        try FileSystem.makeDirectories(out)
+        try sh(["mcopy", "-s", "-n", "-m", "-i", img, "::/", out + "/"], env: ["MTOOLS_SKIP_CHECK": "1"])
+        let diff = try sh(["diff", "-r", src, out], check: false)
+        #expect(diff.status == 0, "\(diff.stdoutText)")
+        let blk = try sh(["blkid", "-p", "-o", "export", img]).stdoutText
+        #expect(blk.contains("UUID=1234-ABCD") && blk.contains("LABEL=TEST") && blk.contains("TYPE=vfat"))
+    }
+
+    @Test func mkfsFatFallbackForExtraArguments() throws {
+        guard TestEnv.oracle("mkfs.vfat", package: "dosfstools") != nil else { return }
+        let tmp = try TempDir("vfatx")
+        let src = try sampleTree(tmp)
+        let spec = FilesystemSpec(kind: .vfat, source: .directory(src), label: "X", uuid: "0000BEEF", extraArgs: ["-s", "8"])
+        let img = tmp.sub("x.img")
+        try FilesystemMaker.make(spec, size: 16 * MiB, at: img, epoch: 1_700_000_000, work: tmp.sub("w"), partition: "x")
+        #expect(try sh(["fsck.vfat", "-n", img], check: false).status == 0)
+        let v = try sh(["fsck.vfat", "-n", "-v", img], check: false).stdoutText
+        #expect(v.contains("4096 bytes per cluster"), "\(v)")
+    }
+
+    @Test func filesDoNotFit() throws {
+        let tmp = try TempDir("vfatfull")
+        try tmp.write("src/big", String(repeating: "b", count: 2_000_000))
+        let spec = FilesystemSpec(kind: .vfat, source: .directory(tmp.sub("src")), fatSize: .fat12)
+        #expect(throws: FilesystemError.self) {
+            try FilesystemMaker.make(spec, size: 1 * MiB, at: tmp.sub("f.img"), epoch: 0, work: tmp.sub("w"), partition: "boot")
+        }
+    }
+}

@@ -123,3 +123,19 @@ import TestSupport
         }
     }
 }
+
+@Suite struct ConfigDumpTests {
+    /// The dump re-parses to the same config (includes and variables already expanded).
+    @Test func dumpRoundTrips() throws {
+        let tmp = try TempDir("dump")
+        try tmp.write("inc/parts.cfg", "partition p { image = \"${IMG:-a.img}\" size = 1M }\n")
+        let text = "image \"d.img\" {\n hdimage { partition-table-type = gpt }\n include(\"parts.cfg\")\n exec-post = 'echo \"$X\" \\\\n'\n}\n"
+        let parser = ConfuseParser(environment: ["IMG": "b.img"], includePath: [tmp.sub("inc")])
+        let a = try parser.parse(text: text, file: "t.cfg", schema: GenimageSchema.root)
+        let dumped = a.dump()
+        #expect(dumped.contains("image = \"b.img\""))
+        let b = try ConfuseParser(environment: [:]).parse(text: dumped, file: "dump.cfg", schema: GenimageSchema.root)
+        #expect(b.dump() == dumped)
+        #expect(b.sections.first?.scalar("exec-post") == a.sections.first?.scalar("exec-post"))
+    }
+}

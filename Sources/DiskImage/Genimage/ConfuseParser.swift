@@ -365,3 +365,38 @@ public struct ConfuseParser {
         return environment[body] ?? ""
     }
 }
+
+extension ConfSection {
+    /// The config in libconfuse syntax after include() and ${VAR} expansion (genimage's
+    /// --configdump view, without genimage's defaults filled in). Keys sorted.
+    public func dump(indent: String = "") -> String {
+        func quote(_ v: String) -> String {
+            var s = "\""
+            for ch in v.unicodeScalars {
+                switch ch {
+                case "\"": s += "\\\""
+                case "\\": s += "\\\\"
+                case "\n": s += "\\n"
+                case "\t": s += "\\t"
+                case "$": s += "\\$"
+                default: s.unicodeScalars.append(ch)
+                }
+            }
+            return s + "\""
+        }
+        var out = ""
+        for k in options.keys.sorted() {
+            guard let o = options[k] else { continue }
+            switch o.value {
+            case .scalar(let v): out += "\(indent)\(k) = \(quote(v))\n"
+            case .list(let l): out += "\(indent)\(k) = {" + l.map(quote).joined(separator: ", ") + "}\n"
+            }
+        }
+        for s in sections {
+            out += indent + s.name + (s.title.map { " " + quote($0) } ?? "") + " {\n"
+            out += s.dump(indent: indent + "\t")
+            out += indent + "}\n"
+        }
+        return out
+    }
+}

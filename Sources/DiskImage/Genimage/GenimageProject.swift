@@ -115,7 +115,7 @@ public struct GenimageProject: Sendable {
             if stack.contains(t) { throw MessageError("image '\(t)': recursive dependency detected (\((stack + [t]).joined(separator: " -> ")))", exitCode: ExitStatus.usage) }
             guard let img = image(t) else { return 0 }
             var d = 0
-            for c in children(img) { d = max(d, try visit(c, stack + [t]) + 1) }
+            for c in children(img) where image(c) != nil { d = max(d, try visit(c, stack + [t]) + 1) }
             depth[t] = d
             return d
         }
@@ -124,13 +124,20 @@ public struct GenimageProject: Sendable {
         let planner = self
         for level in 0...max(levels, 0) {
             let batch = images.filter { depth[$0.title] == level }
-            let errors = ErrorBox()
-            DispatchQueue.concurrentPerform(iterations: batch.count) { i in
-                do { try planner.generate(batch[i], epoch: clock) } catch { errors.add(i, error) }
-            }
-            if let e = errors.first { throw e }
+            // Longest jobs first (hdimages, then filesystems) so both cores stay busy.
+            let ordered = batch.sorted { weight($0) > weight($1) }
+            try JobPool.run(ordered.count) { i in try planner.generate(ordered[i], epoch: clock) }
         }
         return images.filter { !$0.implicit }.map(\.output)
+    }
+
+    private func weight(_ img: Image) -> Int {
+        switch img.type {
+        case "hdimage": 3
+        case "ext2", "ext3", "ext4", "squashfs": 2
+        case "vfat": 1
+        default: 0
+        }
     }
 
     func children(_ img: Image) -> [String] {
@@ -149,6 +156,8 @@ public struct GenimageProject: Sendable {
     // MARK: generation
 
     func generate(_ img: Image, epoch: Int64) throws {
+        let t0 = Date()
+        defer { if environment["OSBUILD_DISK_TRACE"] != nil { FileHandle.standardError.write(Data("TRACE \(img.title) \(t0.timeIntervalSince1970) +\(Date().timeIntervalSince(t0))\n".utf8)) } }
         if let pre = img.section.scalar("exec-pre") { try runHook(pre, img) }
         switch img.type {
         case "file":
@@ -179,26 +188,30 @@ public struct GenimageProject: Sendable {
     }
 
     /// The files of an image's mountpoint (or srcpath), with other images' mountpoints
-    /// below it left as empty directories (genimage's collect_mountpoints).
-    func contentTree(_ img: Image) throws -> FSTree {
-        if try GenimageValues.bool(img.section, "empty") == true { return FSTree() }
+    /// below it left as empty directories (genimage's collect_mountpoints). A directory
+    /// that needs no such pruning is used in place (no copy, like a genimage srcpath).
+    func contentSource(_ img: Image) throws -> FilesystemSpec.Source {
+        if try GenimageValues.bool(img.section, "empty") == true { return .empty }
         if let src = img.section.scalar("srcpath") {
             if img.section.scalar("mountpoint") != nil { throw ConfigError(img.location, "image '\(img.title)': srcpath and mountpoint cannot be combined") }
-            return try FSTree.fromHostDirectory(FileSystem.absolute(src), options: .init(ownership: .host))
+            return .directory(FileSystem.absolute(src))
         }
         let mp = FileSystem.normalize("/" + (img.section.scalar("mountpoint") ?? "/"))
         let dir = mp == "/" ? paths.rootpath : paths.rootpath + mp
         guard FileSystem.exists(dir) else { throw ConfigError(img.location, "image '\(img.title)': \(dir) does not exist (rootpath + mountpoint)") }
-        var tree = try FSTree.fromHostDirectory(dir, options: .init(ownership: .host))
         let others = Set(images.compactMap { $0.section.scalar("mountpoint").map { FileSystem.normalize("/" + $0) } }).filter { $0 != "/" && $0 != mp }
-        for o in others {
-            let rel: String
-            if mp == "/" { rel = o } else if o.hasPrefix(mp + "/") { rel = String(o.dropFirst(mp.count)) } else { continue }
+        let nested = others.compactMap { o -> String? in
+            if mp == "/" { return o }
+            return o.hasPrefix(mp + "/") ? String(o.dropFirst(mp.count)) : nil
+        }.sorted()
+        if nested.isEmpty { return .directory(dir) }
+        var tree = try FSTree.fromHostDirectory(dir, options: .init(ownership: .host))
+        for rel in nested {
             if let id = tree.lookup(rel) {
                 for c in tree.children(of: id) { try tree.remove(rel + "/" + c.name) }
             }
         }
-        return tree
+        return .tree(tree)
     }
 
     func requiredSize(_ img: Image, content: () throws -> UInt64) throws -> UInt64 {
@@ -223,7 +236,7 @@ public struct GenimageProject: Sendable {
                 guard let title = f.title, let src = f.scalar("image") else { throw ConfigError(f.location, "file section needs a title and 'image'") }
                 files.append((resolveInput(src), "/" + title))
             }
-            if !files.isEmpty { spec.source = .files(files) } else { spec.source = .tree(try contentTree(img)) }
+            if !files.isEmpty { spec.source = .files(files) } else { spec.source = try contentSource(img) }
             if let k = extra.firstIndex(of: "-i"), k + 1 < extra.count {
                 spec.uuid = extra[k + 1].lowercased().replacingOccurrences(of: "0x", with: "")
                 extra.removeSubrange(k...(k + 1))
@@ -233,7 +246,7 @@ public struct GenimageProject: Sendable {
                 extra.removeSubrange(k...(k + 1))
             }
         } else {
-            spec.source = .tree(try contentTree(img))
+            spec.source = try contentSource(img)
             spec.features = t.scalar("features")
             if let ts = t.scalar("fs-timestamp") { spec.timestamp = GenimageValues.timestamp(ts) }
             if let k = extra.firstIndex(of: "-U"), k + 1 < extra.count {
@@ -244,10 +257,15 @@ public struct GenimageProject: Sendable {
                 throw ConfigError(t.options["mke2fs-conf"]?.location ?? t.location, "mke2fs-conf file \(conf) does not exist")
             }
             if let u = t.scalar("usage-type") { extra = ["-T", u] + extra }
+            if try GenimageValues.bool(t, "use-mke2fs") != true {
+                // genimage < 18 defaults to genext2fs here; osbuild always uses mke2fs.
+                Console.shared.error("warning: \(img.location.file): image '\(img.title)': use-mke2fs is not set to true; genimage 16/17 would use genext2fs, osbuild uses mke2fs (the default since genimage 18)")
+            }
         }
         spec.extraArgs = extra
-        let tree: FSTree? = { if case .tree(let tr) = spec.source { return tr } else { return nil } }()
-        let size = try requiredSize(img) { tree?.totals().bytes ?? 0 }
+        // genimage copies the rootpath with cp -a, so files keep their host owners.
+        spec.ownership = .host
+        let size = try requiredSize(img) { try FilesystemMaker.loadTree(spec.source, ownership: .host, partition: img.title).totals().bytes }
         try FileSystem.makeDirectories(FileSystem.dirname(img.output))
         let work = try DiskImageBuilder.makeTempDirectory(in: paths.tmppath, label: img.title.replacingOccurrences(of: "/", with: "_"))
         defer { try? FileSystem.removeTree(work) }
@@ -256,13 +274,18 @@ public struct GenimageProject: Sendable {
 
     func buildSquashfs(_ img: Image) throws {
         let t = img.typeSection
-        let tree = try contentTree(img)
+        let source = try contentSource(img)
         let work = try DiskImageBuilder.makeTempDirectory(in: paths.tmppath, label: "squashfs")
         defer { try? FileSystem.removeTree(work) }
-        _ = try FilesystemMaker.stage(tree, into: work + "/root", symlinks: true)
+        var dir = work + "/root"
+        switch source {
+        case .directory(let d): dir = d
+        case .tree(let tree): _ = try FilesystemMaker.stage(tree, into: dir, symlinks: true, devices: true)
+        default: try FileSystem.makeDirectories(dir)
+        }
         let bs = try t.scalar("block-size").map { try GenimageValues.size($0, allowPercent: false, at: t.options["block-size"]?.location ?? t.location, key: "block-size").0 } ?? 4096
         try AtomicOutputFile.write(img.output) { out in
-            try GenimageSquashfs.make(sourceDirectory: work + "/root", output: out.tempPath, compression: t.scalar("compression") ?? "gzip",
+            try GenimageSquashfs.make(sourceDirectory: dir, output: out.tempPath, compression: t.scalar("compression") ?? "gzip",
                                       blockSize: bs, extraArgs: GenimageValues.splitArgs(t.scalar("extraargs") ?? ""))
         }
         if let s = img.section.scalar("size") {
@@ -297,7 +320,7 @@ public struct GenimageProject: Sendable {
         } else {
             table = .mbr
         }
-        var layout = DiskLayout(table: table, alignment: table == .none ? 1 : 512, fill: true)
+        var layout = DiskLayout(table: table, alignment: table == .none ? 1 : 512)
         if let a = h.scalar("align") {
             layout.alignment = try GenimageValues.size(a, allowPercent: false, at: loc(h, "align"), key: "align").0
         }
