@@ -49,7 +49,7 @@ public enum BoardPresenter {
         }
     }
 
-    static func quote(_ s: String) -> String {
+    public static func quote(_ s: String) -> String {
         var o = "\""
         for c in s.unicodeScalars {
             switch c {

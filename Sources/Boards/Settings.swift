@@ -69,6 +69,22 @@ public indirect enum BoardValue: Sendable, Equatable {
     case map([String: String])
     case records([[String: BoardValue]])
 
+    /// Deterministic text for fingerprints: tables in sorted key order (a Swift dictionary's
+    /// own description order changes from one process to the next).
+    public var canonical: String {
+        switch self {
+        case .string(let s): return BoardPresenter.quote(s)
+        case .integer(let i): return String(i)
+        case .bool(let b): return b ? "true" : "false"
+        case .list(let l): return "[" + l.map(BoardPresenter.quote).joined(separator: ",") + "]"
+        case .map(let m): return "{" + m.keys.sorted(by: ByteOrder.less).map { BoardPresenter.quote($0) + "=" + BoardPresenter.quote(m[$0] ?? "") }.joined(separator: ",") + "}"
+        case .records(let r):
+            return "[" + r.map { rec in
+                "{" + rec.keys.sorted(by: ByteOrder.less).map { BoardPresenter.quote($0) + "=" + (rec[$0]?.canonical ?? "") }.joined(separator: ",") + "}"
+            }.joined(separator: ",") + "]"
+        }
+    }
+
     public var string: String? { if case .string(let s) = self { s } else { nil } }
     public var integer: Int64? { if case .integer(let i) = self { i } else { nil } }
     public var bool: Bool? { if case .bool(let b) = self { b } else { nil } }

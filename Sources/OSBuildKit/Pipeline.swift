@@ -17,9 +17,9 @@ public struct PipelineContext: Sendable {
         for n in names {
             if n.hasSuffix(".*") {
                 let prefix = String(n.dropLast(1))
-                for (k, v) in board.values where k.hasPrefix(prefix) { out[k] = String(describing: v.value) }
+                for (k, v) in board.values where k.hasPrefix(prefix) { out[k] = v.value.canonical }
             } else {
-                out[n] = board.values[n].map { String(describing: $0.value) } ?? "<unset>"
+                out[n] = board.values[n].map { $0.value.canonical } ?? "<unset>"
             }
         }
         return out

@@ -225,3 +225,13 @@ let minimal = """
         #expect(current == BoardPresenter.markdownReference(), "docs/boards.md is stale: run `osbuild board keys --markdown > docs/boards.md`")
     }
 }
+
+@Suite struct CanonicalValueTests {
+    /// Fingerprints hash board values as text: tables must render in a fixed order.
+    @Test func tablesRenderInSortedKeyOrder() {
+        let a = BoardValue.records([["name": .string("boot"), "size": .integer(5), "bootable": .bool(true)]])
+        #expect(a.canonical == "[{\"bootable\"=true,\"name\"=\"boot\",\"size\"=5}]")
+        let m = BoardValue.map(["z": "1", "a": "2", "m": "3"])
+        #expect(m.canonical == "{\"a\"=\"2\",\"m\"=\"3\",\"z\"=\"1\"}")
+    }
+}
