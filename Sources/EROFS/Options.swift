@@ -36,6 +36,8 @@ public struct EROFSOptions: Sendable {
     /// Compressed files: store the last extent's compressed bytes inline after the index
     /// when it is smaller than a block (ztailpacking, Linux 5.17+).
     public var ztailpacking: Bool
+    /// Use full 8-byte lcluster indexes (COMPRESSED_FULL) instead of compacted ones.
+    public var fullIndexes: Bool = false
     /// Worker threads for compression (default: online CPUs).
     public var threads: Int
 

@@ -12,7 +12,8 @@ import TestSupport
 @Suite(.serialized) struct EROFSTests {
     static let compressions: [(String, EROFSOptions.Compression, Int)] = [
         ("none", .none, 4096), ("lz4", .lz4, 4096), ("lz4hc", .lz4hc(level: 9), 4096),
-        ("lz4hc-64k", .lz4hc(level: 12), 65536), ("lz4hc-64k-noztail", .lz4hc(level: 9), 65536), ("lzma", .lzma(level: 6), 4096), ("lzma-64k", .lzma(level: 6), 65536),
+        ("lz4hc-64k", .lz4hc(level: 12), 65536), ("lz4hc-64k-noztail", .lz4hc(level: 9), 65536),
+        ("lz4-full-index", .lz4, 4096), ("lz4hc-128k-full-index", .lz4hc(level: 9), 131072), ("lzma", .lzma(level: 6), 4096), ("lzma-64k", .lzma(level: 6), 65536),
     ]
 
     /// Edge-case host tree (needs root for devices, owners and trusted.* xattrs).
@@ -114,7 +115,8 @@ import TestSupport
         try EROFSTests.makeEdgeTree(src)
         let tree = try FSTree.fromHostDirectory(src, options: .init(ownership: .host))
         let img = tmp.sub("img.erofs")
-        let opts = EROFSOptions(compression: comp, pclusterSize: cluster, label: "edge", ztailpacking: !name.hasSuffix("noztail"))
+        var opts = EROFSOptions(compression: comp, pclusterSize: cluster, label: "edge", ztailpacking: !name.hasSuffix("noztail"))
+        opts.fullIndexes = name.hasSuffix("full-index")
         let stats = try EROFSWriter(opts).write(tree: tree, to: img)
         #expect(stats.compactInodes > 0 && stats.extendedInodes > 0)
         if comp != .none { #expect(stats.compressedFiles > 0) }
