@@ -75,7 +75,9 @@ func compressSegment(
         // final piece must not run into a NONHEAD lcluster: keep such a piece compressed
         // when it fits one block, or split it at the lcluster boundary.
         let crossesAtEOF = Int(abs % UInt64(bs)) + min(bs, rest) > bs && rest <= bs
-        if isFinal && tailBudget > 0 && blocks > 1 {
+        // Only worth a second try when the last block's share is likely to fit inline.
+        let lastUsed = data.count - (blocks - 1) * bs
+        if isFinal && tailBudget > 0 && blocks > 1 && lastUsed + lastUsed / 8 + 16 <= tailBudget {
             // The last extent needs several blocks: one block fewer plus an inline tail is
             // smaller when the rest compresses into the tail budget.
             let fewer = (blocks - 1) * bs

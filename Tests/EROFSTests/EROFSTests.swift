@@ -36,6 +36,8 @@ import TestSupport
             setfattr -n user.comment -v hello one; setfattr -n trusted.t -v 1 block
             setfattr -n security.selinux -v system_u:object_r:bin_t:s0 block
             for f in tiny/f1 tiny/f2 tiny/f3; do setfattr -n user.shared -v same-value $f; done
+            : > aclfile; setfattr -n system.posix_acl_access -v 0x0200000001000600ffffffff02000400e803000004000400ffffffff10000400ffffffff20000400ffffffff aclfile
+            mkdir acldir; setfattr -n system.posix_acl_default -v 0x0200000001000700ffffffff04000500ffffffff20000500ffffffff acldir
             setfattr -n user.dir -v d tiny; setfattr -n trusted.lnk -v l -h link
             setfattr -n user.big -v "$(head -c 3000 /dev/zero | tr '\\0' v)" random
             chown 1000:1000 one; chown 70000:80000 block; chmod 4755 blockplus1; chmod 2755 random; chmod 1777 tiny
