@@ -124,18 +124,13 @@ private struct ImageBuilder {
     }
 
     mutating func build() throws -> EROFSStats {
-        let trace = ProcessInfo.processInfo.environment["OSBUILD_EROFS_TRACE"] != nil
-        var t0 = Date()
-        func mark(_ s: String) {
-            if trace { FileHandle.standardError.write(Data("\(s): \(Date().timeIntervalSince(t0))\n".utf8)); t0 = Date() }
-        }
-        try collect(); mark("collect")
-        try planXAttrs(); mark("xattrs")
+        try collect()
+        try planXAttrs()
         chooseInodeForms()
-        try planSmallData(); mark("small")
-        try writeFileData(); mark("data")
-        let meta = try layoutMetadata(); mark("layout")
-        try writeMetadata(meta); mark("meta")
+        try planSmallData()
+        try writeFileData()
+        let meta = try layoutMetadata()
+        try writeMetadata(meta)
         return stats()
     }
 
@@ -356,7 +351,7 @@ private struct ImageBuilder {
                 case .raw(let bytes):
                     try placeRaw(job: job, bytes: bytes)
                 case .compressed(let ex, let data, let tail):
-                    try writeBlocks(data)
+                    try writeBlocks(data[...])
                     extents += ex
                     if job.last { try finishCompressed(job: job, fileStart: fileStart, extents: extents, inlineTail: tail) }
                 }
@@ -413,7 +408,7 @@ private struct ImageBuilder {
         return packed < raw
     }
 
-    mutating func writeBlocks(_ data: [UInt8]) throws {
+    mutating func writeBlocks(_ data: ArraySlice<UInt8>) throws {
         guard !data.isEmpty else { return }
         try data.withUnsafeBytes { try out.pwrite($0, at: block << 12) }
         block += UInt64(data.count / EROFSFormat.blockSize)
@@ -422,23 +417,22 @@ private struct ImageBuilder {
     /// Raw bytes of a piece of an uncompressed file (pieces are block multiples except the last).
     mutating func placeRaw(job: Job, bytes: [UInt8]) throws {
         let bs = EROFSFormat.blockSize
-        var i = job.node
+        let i = job.node
         if job.first {
             nodes[i].layout = EROFSFormat.layoutFlatPlain
             nodes[i].iu = UInt32(truncatingIfNeeded: block)
         }
         let full = job.last ? bytes.count / bs * bs : bytes.count
-        if full > 0 { try writeBlocks(Array(bytes[0..<full])) }
+        if full > 0 { try writeBlocks(bytes[0..<full]) }
         if job.last && full < bytes.count {
             let tail = Array(bytes[full...])
             if tail.count <= job.inlineBudget {
                 nodes[i].layout = EROFSFormat.layoutFlatInline
                 nodes[i].tail = tail
             } else {
-                try writeBlocks(tail + [UInt8](repeating: 0, count: bs - tail.count))
+                try writeBlocks((tail + [UInt8](repeating: 0, count: bs - tail.count))[...])
             }
         }
-        i = 0
     }
 
     mutating func finishCompressed(job: Job, fileStart: UInt64, extents: [Extent], inlineTail: [UInt8]) throws {
