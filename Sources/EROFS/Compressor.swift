@@ -75,7 +75,9 @@ func compressSegment(
         // final piece must not run into a NONHEAD lcluster: keep such a piece compressed
         // when it fits one block, or split it at the lcluster boundary.
         let crossesAtEOF = Int(abs % UInt64(bs)) + min(bs, rest) > bs && rest <= bs
-        if isFinal && tailBudget > 0 && blocks > 1 {
+        // Only worth a second try when the last block's share is likely to fit inline.
+        let lastUsed = data.count - (blocks - 1) * bs
+        if isFinal && tailBudget > 0 && blocks > 1 && lastUsed + lastUsed / 8 + 16 <= tailBudget {
             // The last extent needs several blocks: one block fewer plus an inline tail is
             // smaller when the rest compresses into the tail budget.
             let fewer = (blocks - 1) * bs
@@ -165,4 +167,109 @@ func fullIndex(extents: [Extent], fileSize: UInt64, firstBlock: UInt32, algorith
     }
     w.append(idx)
     return w.bytes
+}
+
+/// Compacted index (layout 3): map header, then lcluster entries bit-packed as 4-byte
+/// amortised packs (2 entries in 8 bytes) up to a 32-byte boundary, 2-byte packs (16 entries
+/// in 32 bytes) in the middle and 4-byte packs for the rest; each pack ends in a u32 base
+/// block address from which the kernel derives every head's pcluster address by counting
+/// the pclusters before it in the pack. `inodeBase` = inode header + xattr bytes.
+enum CompactIndex {
+    /// (4B initial, 2B, 4B tail) entry counts, each already padded to whole packs.
+    static func regions(inodeBase: Int, count: Int) -> (Int, Int, Int) {
+        let ebase = roundUp(inodeBase, 8) + 8
+        var initial = (32 - ebase % 32) / 4
+        if initial == 8 { initial = 0 }
+        if count <= initial { return (roundUp(count, 2), 0, 0) }
+        let twoB = (count - initial) / 16 * 16
+        return (initial, twoB, roundUp(count - initial - twoB, 2))
+    }
+
+    /// Bytes after the inode header + xattrs (alignment, map header, packs).
+    static func recordBytes(inodeBase: Int, fileSize: UInt64) -> Int {
+        let count = Int(divRoundUp(fileSize, UInt64(EROFSFormat.blockSize)))
+        let (a, b, c) = regions(inodeBase: inodeBase, count: count)
+        return roundUp(inodeBase, 8) + 8 + 4 * a + 2 * b + 4 * c
+    }
+
+    static func build(extents: [Extent], fileSize: UInt64, firstBlock: UInt32, algorithm: UInt8,
+                      bigPcluster: Bool, inlineSize: Int, inodeBase: Int) -> [UInt8] {
+        let bs = UInt64(EROFSFormat.blockSize)
+        let count = Int(divRoundUp(fileSize, bs))
+        // Per lcluster: type, 12-bit value for a non-last slot, value for a last slot.
+        var type = [UInt16](repeating: 0, count: count)
+        var lo = [UInt16](repeating: 0, count: count)
+        var loLast = [UInt16](repeating: 0, count: count)
+        // Per extent: head slot, accounting slot, pcluster address.
+        var heads: [(head: Int, account: Int, pblk: UInt32)] = []
+        var blk = firstBlock
+        for (k, e) in extents.enumerated() {
+            let head = Int(e.start / bs)
+            let nextHead = k + 1 < extents.count ? Int(extents[k + 1].start / bs) : count
+            type[head] = e.plain ? EROFSFormat.lclusterPlain : EROFSFormat.lclusterHead1
+            lo[head] = UInt16(e.start % bs)
+            loLast[head] = lo[head]
+            let cblk = bigPcluster && !e.plain && !e.inline && head + 1 < nextHead
+            heads.append((head, cblk ? head + 1 : head, blk))
+            if head + 1 < nextHead {
+                for l in (head + 1)..<nextHead {
+                    type[l] = EROFSFormat.lclusterNonHead
+                    if cblk && l == head + 1 {
+                        lo[l] = EROFSFormat.cblkcntFlag | UInt16(e.blocks)
+                        loLast[l] = lo[l]
+                    } else {
+                        lo[l] = UInt16(l - head)
+                        loLast[l] = UInt16(nextHead - l)
+                    }
+                }
+            }
+            blk &+= UInt32(e.blocks)
+        }
+        var w = ByteWriter()
+        w.u16(0)
+        w.u16(UInt16(inlineSize))
+        var advise = EROFSFormat.adviseCompacted2B
+        if bigPcluster { advise |= EROFSFormat.adviseBigPcluster1 | EROFSFormat.adviseBigPcluster2 }
+        if inlineSize > 0 { advise |= EROFSFormat.adviseInlinePcluster }
+        w.u16(advise)
+        w.u8(algorithm)
+        w.u8(0)
+        let (a, b, c) = regions(inodeBase: inodeBase, count: count)
+        var first = 0
+        var hk = 0   // first extent whose head or accounting slot may lie in the current pack
+        func pack(_ vcnt: Int, _ bytes: Int) {
+            let bits = (bytes - 4) * 8 / vcnt
+            var out = [UInt8](repeating: 0, count: bytes)
+            for s in 0..<vcnt {
+                let l = first + s
+                guard l < count else { break }
+                let v = UInt32((s == vcnt - 1 ? loLast[l] : lo[l]) & 0xFFF) | UInt32(type[l]) << 12
+                let bitPos = bits * s
+                let word = v << UInt32(bitPos % 8)
+                for j in 0..<4 where bitPos / 8 + j < bytes - 4 {
+                    out[bitPos / 8 + j] |= UInt8((word >> (8 * UInt32(j))) & 0xFF)
+                }
+            }
+            // Base address: pcluster of the first extent touching this pack.
+            while hk < heads.count && heads[hk].account < first { hk += 1 }
+            var base: UInt32 = 0
+            if hk < heads.count && min(heads[hk].head, heads[hk].account) < first + vcnt
+                && (heads[hk].head >= first || heads[hk].account >= first) {
+                base = heads[hk].pblk
+                // Without big pclusters the kernel counts the first head itself.
+                if !bigPcluster {
+                    var h = hk
+                    while h < heads.count && heads[h].head < first { h += 1 }
+                    base = (h < heads.count ? heads[h].pblk : 0) &- 1
+                }
+            }
+            out.putU32(base, at: bytes - 4)
+            w.append(out)
+            first += vcnt
+        }
+        for _ in 0..<(a / 2) { pack(2, 8) }
+        for _ in 0..<(b / 16) { pack(16, 32) }
+        for _ in 0..<(c / 2) { pack(2, 8) }
+        return w.bytes
+    }
 }

@@ -2,7 +2,7 @@ import Basics
 import FSTree
 import Foundation
 
-/// What to build. Defaults are osbuild's: LZ4HC level 12 in 64 KiB physical clusters.
+/// What to build. Defaults are osbuild's: LZ4HC level 9 in 64 KiB physical clusters with ztailpacking.
 public struct EROFSOptions: Sendable {
     public enum Compression: Sendable, Hashable, CustomStringConvertible {
         case none
@@ -36,11 +36,13 @@ public struct EROFSOptions: Sendable {
     /// Compressed files: store the last extent's compressed bytes inline after the index
     /// when it is smaller than a block (ztailpacking, Linux 5.17+).
     public var ztailpacking: Bool
+    /// Use full 8-byte lcluster indexes (COMPRESSED_FULL) instead of compacted ones.
+    public var fullIndexes: Bool = false
     /// Worker threads for compression (default: online CPUs).
     public var threads: Int
 
     public init(
-        compression: Compression = .lz4hc(level: 12), pclusterSize: Int = 65536, uuid: [UInt8]? = nil,
+        compression: Compression = .lz4hc(level: 9), pclusterSize: Int = 65536, uuid: [UInt8]? = nil,
         label: String = "", buildTime: Timestamp? = nil, inlineData: Bool = true, ztailpacking: Bool = true,
         threads: Int = ProcessInfo.processInfo.activeProcessorCount
     ) {

@@ -73,6 +73,7 @@ private struct Job: Sendable {
     /// Inode header + xattr bytes (where a compression index would start, before alignment).
     var inodeBase: Int
     var ztailpacking: Bool
+    var fullIndex: Bool
 }
 
 private enum JobOutput: Sendable {
@@ -115,24 +116,21 @@ private struct ImageBuilder {
         return EROFSFormat.algorithmLZ4
     }
     var useConfigs: Bool { bigPcluster || algorithm == EROFSFormat.algorithmLZMA }
-    var maxExtentInput: Int { max(1 << 20, 16 * options.pclusterSize) }
+    /// Compact index deltas are 11-bit, so an extent must span fewer than 2048 lclusters.
+    var maxExtentInput: Int { min(max(1 << 20, 16 * options.pclusterSize), 4 << 20) }
     var lzmaDictionary: UInt32 {
-        UInt32(min(Int(EROFSFormat.maxLZMADictionary), max(64 << 10, 16 * options.pclusterSize)))
+        // Larger than the input of most extents, small enough for cheap encoder resets.
+        UInt32(min(Int(EROFSFormat.maxLZMADictionary), max(64 << 10, 4 * options.pclusterSize)))
     }
 
     mutating func build() throws -> EROFSStats {
-        let trace = ProcessInfo.processInfo.environment["OSBUILD_EROFS_TRACE"] != nil
-        var t0 = Date()
-        func mark(_ s: String) {
-            if trace { FileHandle.standardError.write(Data("\(s): \(Date().timeIntervalSince(t0))\n".utf8)); t0 = Date() }
-        }
-        try collect(); mark("collect")
-        try planXAttrs(); mark("xattrs")
+        try collect()
+        try planXAttrs()
         chooseInodeForms()
-        try planSmallData(); mark("small")
-        try writeFileData(); mark("data")
-        let meta = try layoutMetadata(); mark("layout")
-        try writeMetadata(meta); mark("meta")
+        try planSmallData()
+        try writeFileData()
+        let meta = try layoutMetadata()
+        try writeMetadata(meta)
         return stats()
     }
 
@@ -329,7 +327,8 @@ private struct ImageBuilder {
                 let len = min(seg, n.size - s)
                 jobs.append(Job(node: i, source: n.inode.content, fileSize: n.size, start: s, length: Int(len),
                                 first: s == 0, last: s + len == n.size, inlineBudget: budget,
-                                inodeBase: n.inodeSize + n.xattrBody.count, ztailpacking: options.ztailpacking))
+                                inodeBase: n.inodeSize + n.xattrBody.count, ztailpacking: options.ztailpacking,
+                                fullIndex: options.fullIndexes))
                 s += len
             }
         }
@@ -352,7 +351,7 @@ private struct ImageBuilder {
                 case .raw(let bytes):
                     try placeRaw(job: job, bytes: bytes)
                 case .compressed(let ex, let data, let tail):
-                    try writeBlocks(data)
+                    try writeBlocks(data[...])
                     extents += ex
                     if job.last { try finishCompressed(job: job, fileStart: fileStart, extents: extents, inlineTail: tail) }
                 }
@@ -378,7 +377,7 @@ private struct ImageBuilder {
         guard let compressor else { return .raw(bytes) }
         var data: [UInt8] = []
         var tail: [UInt8] = []
-        let indexEnd = ImageBuilder.compressedRecordSize(base: job.inodeBase, fileSize: job.fileSize, inline: 0)
+        let indexEnd = ImageBuilder.compressedRecordSize(base: job.inodeBase, fileSize: job.fileSize, inline: 0, full: job.fullIndex)
         let budget = job.ztailpacking && job.last ? EROFSFormat.blockSize - indexEnd % EROFSFormat.blockSize : 0
         let ex = try bytes.withUnsafeBytes {
             try compressSegment($0, segmentStart: job.start, fileSize: job.fileSize, pclusterSize: pclusterSize,
@@ -393,9 +392,10 @@ private struct ImageBuilder {
         return .compressed(ex, data, tail: tail)
     }
 
-    /// Record bytes after the inode start for a compressed file with a full index.
-    static func compressedRecordSize(base: Int, fileSize: UInt64, inline: Int) -> Int {
-        roundUp(base, 8) + 16 + 8 * Int(divRoundUp(fileSize, UInt64(EROFSFormat.blockSize))) + inline
+    /// Record bytes after the inode start for a compressed file (index + inline tail).
+    static func compressedRecordSize(base: Int, fileSize: UInt64, inline: Int, full: Bool) -> Int {
+        if full { return roundUp(base, 8) + 16 + 8 * Int(divRoundUp(fileSize, UInt64(EROFSFormat.blockSize))) + inline }
+        return CompactIndex.recordBytes(inodeBase: base, fileSize: fileSize) + inline
     }
 
     /// Whether the compressed form (blocks + index + inline tail) is smaller than the raw
@@ -404,11 +404,11 @@ private struct ImageBuilder {
         let bs = EROFSFormat.blockSize
         let tail = Int(job.fileSize % UInt64(bs))
         let raw = Int(job.fileSize / UInt64(bs)) * bs + (tail == 0 ? 0 : (tail <= job.inlineBudget ? tail : bs)) + job.inodeBase
-        let packed = blocks * bs + compressedRecordSize(base: job.inodeBase, fileSize: job.fileSize, inline: inline)
+        let packed = blocks * bs + compressedRecordSize(base: job.inodeBase, fileSize: job.fileSize, inline: inline, full: job.fullIndex)
         return packed < raw
     }
 
-    mutating func writeBlocks(_ data: [UInt8]) throws {
+    mutating func writeBlocks(_ data: ArraySlice<UInt8>) throws {
         guard !data.isEmpty else { return }
         try data.withUnsafeBytes { try out.pwrite($0, at: block << 12) }
         block += UInt64(data.count / EROFSFormat.blockSize)
@@ -417,23 +417,22 @@ private struct ImageBuilder {
     /// Raw bytes of a piece of an uncompressed file (pieces are block multiples except the last).
     mutating func placeRaw(job: Job, bytes: [UInt8]) throws {
         let bs = EROFSFormat.blockSize
-        var i = job.node
+        let i = job.node
         if job.first {
             nodes[i].layout = EROFSFormat.layoutFlatPlain
             nodes[i].iu = UInt32(truncatingIfNeeded: block)
         }
         let full = job.last ? bytes.count / bs * bs : bytes.count
-        if full > 0 { try writeBlocks(Array(bytes[0..<full])) }
+        if full > 0 { try writeBlocks(bytes[0..<full]) }
         if job.last && full < bytes.count {
             let tail = Array(bytes[full...])
             if tail.count <= job.inlineBudget {
                 nodes[i].layout = EROFSFormat.layoutFlatInline
                 nodes[i].tail = tail
             } else {
-                try writeBlocks(tail + [UInt8](repeating: 0, count: bs - tail.count))
+                try writeBlocks((tail + [UInt8](repeating: 0, count: bs - tail.count))[...])
             }
         }
-        i = 0
     }
 
     mutating func finishCompressed(job: Job, fileStart: UInt64, extents: [Extent], inlineTail: [UInt8]) throws {
@@ -449,7 +448,7 @@ private struct ImageBuilder {
                 let last = off + UInt64(piece.count) >= job.fileSize
                 try placeRaw(job: Job(node: job.node, source: job.source, fileSize: job.fileSize, start: off, length: piece.count,
                                       first: off == 0, last: last, inlineBudget: job.inlineBudget,
-                                      inodeBase: job.inodeBase, ztailpacking: false), bytes: piece)
+                                      inodeBase: job.inodeBase, ztailpacking: false, fullIndex: job.fullIndex), bytes: piece)
                 off += UInt64(piece.count)
                 if piece.isEmpty { break }
             }
@@ -457,10 +456,17 @@ private struct ImageBuilder {
         }
         compressedFiles += 1
         let i = job.node
-        nodes[i].layout = EROFSFormat.layoutCompressedFull
         nodes[i].iu = UInt32(blocks)
-        nodes[i].index = fullIndex(extents: extents, fileSize: job.fileSize, firstBlock: UInt32(truncatingIfNeeded: fileStart),
-                                   algorithm: algorithm, bigPcluster: bigPcluster, inlineSize: inlineTail.count)
+        let first = UInt32(truncatingIfNeeded: fileStart)
+        if job.fullIndex {
+            nodes[i].layout = EROFSFormat.layoutCompressedFull
+            nodes[i].index = fullIndex(extents: extents, fileSize: job.fileSize, firstBlock: first,
+                                       algorithm: algorithm, bigPcluster: bigPcluster, inlineSize: inlineTail.count)
+        } else {
+            nodes[i].layout = EROFSFormat.layoutCompressedCompact
+            nodes[i].index = CompactIndex.build(extents: extents, fileSize: job.fileSize, firstBlock: first, algorithm: algorithm,
+                                                bigPcluster: bigPcluster, inlineSize: inlineTail.count, inodeBase: job.inodeBase)
+        }
         nodes[i].tail = inlineTail
         if !inlineTail.isEmpty { ztailFiles += 1 }
     }

@@ -9,7 +9,7 @@ struct Erofs: ParsableCommand {
         commandName: "erofs",
         abstract: "Write an EROFS image (Linux 6.1 compatible) from a directory.",
         discussion: """
-            Defaults: --comp lz4hc --level 12 --cluster-size 64k. Build time and the timestamp of
+            Defaults: --comp lz4hc --level 9 --cluster-size 64k. Build time and the timestamp of
             compact inodes come from SOURCE_DATE_EPOCH when set (later mtimes are clamped to it).
             Without --uuid the UUID is derived from the image metadata, so equal inputs give
             byte-identical images.
@@ -18,7 +18,7 @@ struct Erofs: ParsableCommand {
     @Argument(help: "Source directory.") var source: String
     @Argument(help: "Output image file.") var output: String
     @Option(help: "Compression: none, lz4, lz4hc or lzma.") var comp: String = "lz4hc"
-    @Option(help: "Compression level (lz4hc 1-12, default 12; lzma 0-9, default 6).") var level: Int?
+    @Option(help: "Compression level (lz4hc 1-12, default 9; lzma 0-9, default 6).") var level: Int?
     @Option(name: .customLong("cluster-size"), help: "Maximum physical cluster size (4k..1M, multiple of 4k).") var clusterSize: String = "64k"
     @Option(help: "Filesystem UUID (default: derived from the metadata).") var uuid: String?
     @Option(help: "Volume label (at most 16 bytes).") var label: String = ""
@@ -33,7 +33,7 @@ struct Erofs: ParsableCommand {
             switch comp {
             case "none": opts.compression = .none
             case "lz4": opts.compression = .lz4
-            case "lz4hc": opts.compression = .lz4hc(level: level ?? 12)
+            case "lz4hc": opts.compression = .lz4hc(level: level ?? 9)
             case "lzma": opts.compression = .lzma(level: level ?? 6)
             default: throw MessageError("--comp \(comp): expected none, lz4, lz4hc or lzma", exitCode: ExitStatus.usage)
             }

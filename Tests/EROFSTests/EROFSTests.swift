@@ -12,7 +12,8 @@ import TestSupport
 @Suite(.serialized) struct EROFSTests {
     static let compressions: [(String, EROFSOptions.Compression, Int)] = [
         ("none", .none, 4096), ("lz4", .lz4, 4096), ("lz4hc", .lz4hc(level: 9), 4096),
-        ("lz4hc-64k", .lz4hc(level: 12), 65536), ("lz4hc-64k-noztail", .lz4hc(level: 9), 65536), ("lzma", .lzma(level: 6), 4096), ("lzma-64k", .lzma(level: 6), 65536),
+        ("lz4hc-64k", .lz4hc(level: 12), 65536), ("lz4hc-64k-noztail", .lz4hc(level: 9), 65536),
+        ("lz4-full-index", .lz4, 4096), ("lz4hc-128k-full-index", .lz4hc(level: 9), 131072), ("lzma", .lzma(level: 6), 4096), ("lzma-64k", .lzma(level: 6), 65536),
     ]
 
     /// Edge-case host tree (needs root for devices, owners and trusted.* xattrs).
@@ -35,6 +36,8 @@ import TestSupport
             setfattr -n user.comment -v hello one; setfattr -n trusted.t -v 1 block
             setfattr -n security.selinux -v system_u:object_r:bin_t:s0 block
             for f in tiny/f1 tiny/f2 tiny/f3; do setfattr -n user.shared -v same-value $f; done
+            : > aclfile; setfattr -n system.posix_acl_access -v 0x0200000001000600ffffffff02000400e803000004000400ffffffff10000400ffffffff20000400ffffffff aclfile
+            mkdir acldir; setfattr -n system.posix_acl_default -v 0x0200000001000700ffffffff04000500ffffffff20000500ffffffff acldir
             setfattr -n user.dir -v d tiny; setfattr -n trusted.lnk -v l -h link
             setfattr -n user.big -v "$(head -c 3000 /dev/zero | tr '\\0' v)" random
             chown 1000:1000 one; chown 70000:80000 block; chmod 4755 blockplus1; chmod 2755 random; chmod 1777 tiny
@@ -114,7 +117,8 @@ import TestSupport
         try EROFSTests.makeEdgeTree(src)
         let tree = try FSTree.fromHostDirectory(src, options: .init(ownership: .host))
         let img = tmp.sub("img.erofs")
-        let opts = EROFSOptions(compression: comp, pclusterSize: cluster, label: "edge", ztailpacking: !name.hasSuffix("noztail"))
+        var opts = EROFSOptions(compression: comp, pclusterSize: cluster, label: "edge", ztailpacking: !name.hasSuffix("noztail"))
+        opts.fullIndexes = name.hasSuffix("full-index")
         let stats = try EROFSWriter(opts).write(tree: tree, to: img)
         #expect(stats.compactInodes > 0 && stats.extendedInodes > 0)
         if comp != .none { #expect(stats.compressedFiles > 0) }
