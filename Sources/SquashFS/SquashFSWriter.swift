@@ -279,6 +279,7 @@ private struct ImageJob {
         var fragments: [(start: UInt64, size: UInt32)] = []
         var dataBlocks = 0
         var sparseBlocks = 0
+        var rawBlocks = 0
         init(count: Int) {
             start = [UInt64](repeating: 0, count: count)
             sizes = [[UInt32]](repeating: [], count: count)
@@ -310,9 +311,11 @@ private struct ImageJob {
                     layout.sparseBlocks += 1
                 } else {
                     layout.dataBlocks += 1
+                    if word & Format.uncompressedBlock != 0 { layout.rawBlocks += 1 }
                 }
             case .fragment(let i):
                 layout.fragments[i] = (pos, word)
+                if word & Format.uncompressedBlock != 0 { layout.rawBlocks += 1 }
             }
         }
         defer { pipeline.shutdown() }
@@ -417,6 +420,7 @@ private struct ImageJob {
         }
         stats.dataBlocks = layout.dataBlocks
         stats.sparseBlocks = layout.sparseBlocks
+        stats.uncompressedBlocks = layout.rawBlocks
         return layout
     }
 
