@@ -88,7 +88,7 @@ public struct SquashFSStats: Sendable, CustomStringConvertible {
     public var description: String {
         "\(inodes) inodes (\(regularFiles) files, \(directories) directories), "
             + "\(ByteCount.format(inputBytes)) of file data -> \(ByteCount.format(imageBytes)) image; "
-            + "\(dataBlocks) blocks (\(uncompressedBlocks) stored raw), \(fragmentBlocks) fragment blocks, \(sparseBlocks) sparse blocks, "
+            + "\(dataBlocks) blocks, \(fragmentBlocks) fragment blocks (\(uncompressedBlocks) of all stored raw), \(sparseBlocks) sparse blocks, "
             + "\(duplicateFiles) duplicate files"
     }
 }
