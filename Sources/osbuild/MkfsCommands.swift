@@ -105,8 +105,14 @@ struct Mkfs: ParsableCommand {
                 var tree = try FSTree.fromHostDirectory(src, options: .init(ownership: allRoot ? .root : .host))
                 if let epoch { tree.clampMtimes(to: epoch) }
                 let console = Console.shared
+                var shown = -1
                 let stats = try SquashFSWriter(options).write(tree: tree, to: out) { done, total in
-                    console.progress("squashfs", done: done, total: total)
+                    // Redraw only when the percentage changes (the callback runs per file).
+                    let pct = total == 0 ? 100 : Int(done * 100 / total)
+                    if pct != shown {
+                        shown = pct
+                        console.progress("squashfs", done: done, total: total)
+                    }
                 }
                 console.clearProgress()
                 for d in stats.droppedXAttrs.prefix(10) {
