@@ -84,6 +84,8 @@ final class DataPipeline: @unchecked Sendable {
         cond.broadcast()
         while running > 0 { cond.wait() }
         cond.unlock()
+        // The thread closures hold `self`; drop them so the buffers are freed.
+        workers.removeAll()
     }
 
     /// Fill the next slot with `fill(buffer) -> length` and queue it.
