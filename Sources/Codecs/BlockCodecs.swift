@@ -3,6 +3,7 @@ import CLZ4
 import CLzma
 import CZlib
 import CZstd
+import Foundation
 
 /// Branch/call/jump converters liblzma can put in front of LZMA2 to make machine code
 /// compress better. Raw values follow SquashFS's xz option bit numbering.
@@ -151,6 +152,9 @@ public final class BlockCompressor {
     private var xzStreams: [UnsafeMutablePointer<lzma_stream>] = []
     private var zstdCtx: OpaquePointer?
     private var lz4State: UnsafeMutableRawPointer?
+    /// Scratch state for the incompressibility probe of the slow codecs.
+    private var probeState: UnsafeMutableRawPointer?
+    private var probeOut: UnsafeMutableRawPointer?
 
     /// `maxBlockSize` bounds the input of `compress`; for xz without an explicit dictionary
     /// size it is also the dictionary size.
@@ -193,6 +197,42 @@ public final class BlockCompressor {
             guard let c = ZSTD_createCCtx() else { throw Failure(message: "ZSTD_createCCtx failed") }
             zstdCtx = c
         }
+        if usesProbe {
+            probeState = .allocate(byteCount: Int(LZ4_sizeofState()), alignment: 16)
+            probeOut = .allocate(byteCount: Int(LZ4_compressBound(Int32(maxBlockSize))), alignment: 16)
+        }
+    }
+
+    /// xz and high zstd levels spend as long on an incompressible block (already compressed
+    /// data: .gz, .xz, images) as on any other. A cheap probe recognises such blocks.
+    private var usesProbe: Bool {
+        switch compression {
+        case .xz: true
+        case .zstd(let level): level >= 10
+        default: false
+        }
+    }
+
+    /// True when `src` is certainly not worth compressing: its byte histogram is flat
+    /// (order-0 entropy above 7.99 bits per byte, as for random data) and LZ4 finds no
+    /// repeats worth 1 %. Data with either structure goes to the real compressor.
+    private func probablyIncompressible(_ src: UnsafeRawBufferPointer) -> Bool {
+        guard src.count >= 4096, let sp = src.baseAddress, let state = probeState, let out = probeOut else { return false }
+        var counts = [UInt32](repeating: 0, count: 256)
+        counts.withUnsafeMutableBufferPointer { c in
+            let bytes = sp.assumingMemoryBound(to: UInt8.self)
+            for i in 0..<src.count { c[Int(bytes[i])] &+= 1 }
+        }
+        let n = Double(src.count)
+        var entropy = 0.0
+        for c in counts where c > 0 {
+            let p = Double(c) / n
+            entropy -= p * log2(p)
+        }
+        if entropy < 7.99 { return false }
+        let limit = src.count - src.count / 100
+        let r = LZ4_compress_fast_extState(state, sp.assumingMemoryBound(to: CChar.self), out.assumingMemoryBound(to: CChar.self), Int32(src.count), Int32(limit), 1)
+        return r == 0
     }
 
     deinit {
@@ -205,6 +245,8 @@ public final class BlockCompressor {
         xzScratch?.deallocate()
         if let c = zstdCtx { ZSTD_freeCCtx(c) }
         lz4State?.deallocate()
+        probeState?.deallocate()
+        probeOut?.deallocate()
     }
 
     /// Compress `src` into `dst`. Returns the compressed length, or nil when the result
@@ -214,6 +256,7 @@ public final class BlockCompressor {
         guard let sp = src.baseAddress, src.count > 1, let dp = dst.baseAddress else { return nil }
         // Output must be strictly smaller than the input to be worth storing compressed.
         let limit = min(dst.count, src.count - 1)
+        if usesProbe && probablyIncompressible(src) { return nil }
         switch compression {
         case .gzip:
             guard let z = zstream else { return nil }

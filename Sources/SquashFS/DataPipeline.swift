@@ -6,7 +6,7 @@ import Foundation
 ///
 /// The caller (reader) fills numbered slots; worker threads compress them; the caller
 /// writes finished slots strictly in submission order. A slot is reused only after its
-/// block was written, so memory is `slots * 2 * blockSize` whatever the image size, and
+/// block was written, so memory is `slots * 2 * blockSize` (at most about 64 MiB) whatever the image size, and
 /// the bytes on disk do not depend on thread timing.
 final class DataPipeline: @unchecked Sendable {
     enum Target {
@@ -54,7 +54,10 @@ final class DataPipeline: @unchecked Sendable {
         self.blockSize = blockSize
         self.output = output
         self.onWritten = onWritten
-        let count = max(4, threads * 4)
+        // Deep enough that one slow block (deflate level 9 on some inputs takes many times
+        // longer than its neighbours) does not leave the other workers idle behind the
+        // in-order writer; capped at about 64 MiB of buffers.
+        let count = max(threads * 2 + 2, min(threads * 16, (64 << 20) / (2 * blockSize)))
         slotCount = count
         slots = (0..<count).map { _ in
             Slot(input: .allocate(byteCount: blockSize, alignment: 64), output: .allocate(byteCount: blockSize, alignment: 64))
@@ -85,6 +88,8 @@ final class DataPipeline: @unchecked Sendable {
         cond.broadcast()
         while running > 0 { cond.wait() }
         cond.unlock()
+        // The thread closures hold `self`; drop them so the buffers are freed.
+        workers.removeAll()
     }
 
     /// Fill the next slot with `fill(buffer) -> length` and queue it.

@@ -75,6 +75,8 @@ public struct SquashFSStats: Sendable, CustomStringConvertible {
     public var inputBytes: UInt64 = 0
     public var dataBlocks = 0
     public var sparseBlocks = 0
+    /// Data and fragment blocks stored raw because compression did not shrink them.
+    public var uncompressedBlocks = 0
     public var fragmentBlocks = 0
     public var duplicateFiles = 0
     public var ids = 0
@@ -86,7 +88,7 @@ public struct SquashFSStats: Sendable, CustomStringConvertible {
     public var description: String {
         "\(inodes) inodes (\(regularFiles) files, \(directories) directories), "
             + "\(ByteCount.format(inputBytes)) of file data -> \(ByteCount.format(imageBytes)) image; "
-            + "\(dataBlocks) blocks, \(fragmentBlocks) fragment blocks, \(sparseBlocks) sparse blocks, "
+            + "\(dataBlocks) blocks, \(fragmentBlocks) fragment blocks (\(uncompressedBlocks) of all stored raw), \(sparseBlocks) sparse blocks, "
             + "\(duplicateFiles) duplicate files"
     }
 }

@@ -279,6 +279,7 @@ private struct ImageJob {
         var fragments: [(start: UInt64, size: UInt32)] = []
         var dataBlocks = 0
         var sparseBlocks = 0
+        var rawBlocks = 0
         init(count: Int) {
             start = [UInt64](repeating: 0, count: count)
             sizes = [[UInt32]](repeating: [], count: count)
@@ -310,9 +311,11 @@ private struct ImageJob {
                     layout.sparseBlocks += 1
                 } else {
                     layout.dataBlocks += 1
+                    if word & Format.uncompressedBlock != 0 { layout.rawBlocks += 1 }
                 }
             case .fragment(let i):
                 layout.fragments[i] = (pos, word)
+                if word & Format.uncompressedBlock != 0 { layout.rawBlocks += 1 }
             }
         }
         defer { pipeline.shutdown() }
@@ -342,11 +345,10 @@ private struct ImageJob {
         }
 
         var done: UInt64 = 0
-        for d in inodes.indices where inodes[d].kind == .regular {
-            stats.regularFiles += 1
+        func process(_ d: Int) throws {
             let content = inodes[d].content
             let size = content.size
-            if size == 0 { continue }
+            if size == 0 { return }
             var key: DedupKey?
             if options.deduplicate, sizeCount[size, default: 0] > 1 {
                 let k = DedupKey(size: size, digest: try digest(content))
@@ -355,7 +357,7 @@ private struct ImageJob {
                     stats.duplicateFiles += 1
                     done += size
                     progress?(done, total)
-                    continue
+                    return
                 }
                 key = k
             }
@@ -385,6 +387,28 @@ private struct ImageJob {
             done += size
             progress?(done, total)
         }
+
+        // Files of at least one block (and everything without fragments) in tree order;
+        // then the small files, grouped by extension and name so that similar content
+        // shares fragment blocks and compresses better. Both orders are deterministic.
+        var small: [(ext: String, base: String, d: Int)] = []
+        for d in inodes.indices where inodes[d].kind == .regular {
+            stats.regularFiles += 1
+            let size = inodes[d].content.size
+            if options.fragments && size > 0 && size < UInt64(bs) {
+                let name = nameOf[d]
+                let ext = name.lastIndex(of: ".").map { String(name[name.index(after: $0)...]) } ?? ""
+                small.append((ext, name, d))
+            } else {
+                try process(d)
+            }
+        }
+        small.sort { a, b in
+            if a.ext != b.ext { return FSTree.byteOrderLess(a.ext, b.ext) }
+            if a.base != b.base { return FSTree.byteOrderLess(a.base, b.base) }
+            return a.d < b.d
+        }
+        for f in small { try process(f.d) }
         try flushFragment()
         try pipeline.finish()
         for (d, first) in dupOf {
@@ -396,6 +420,7 @@ private struct ImageJob {
         }
         stats.dataBlocks = layout.dataBlocks
         stats.sparseBlocks = layout.sparseBlocks
+        stats.uncompressedBlocks = layout.rawBlocks
         return layout
     }
 

@@ -16,11 +16,12 @@ struct Mkfs: ParsableCommand {
             commandName: "squashfs",
             abstract: "Build a SquashFS 4.0 image from a directory.",
             discussion: """
-                SRC is a directory (archives are accepted once the Rootfs module can read them).
-                Owners, modes, times, devices and xattrs are taken from SRC; with --all-root every
-                entry is owned by 0:0. SOURCE_DATE_EPOCH, when set, clamps newer mtimes and is
-                the superblock time; otherwise the superblock time is the newest mtime.
-                """
+            SRC is a directory (archives will be accepted once the Rootfs module reads them). \
+            Owners, modes, times, devices and xattrs are taken from SRC; with --all-root every \
+            entry is owned by 0:0. SOURCE_DATE_EPOCH, when set, clamps newer mtimes and is the \
+            superblock time; otherwise the superblock time is the newest mtime in SRC, so the \
+            same input always gives the same bytes.
+            """
         )
 
         @Argument(help: "Source directory.")
@@ -91,6 +92,9 @@ struct Mkfs: ParsableCommand {
                     }
                     compression = .xz(preset: preset, bcj: filters, dictSize: dict)
                 }
+                guard (try? FileSystem.stat(src))?.isDirectory == true else {
+                    throw MessageError("source '\(src)' is not a directory", exitCode: ExitStatus.usage)
+                }
                 let epoch = try BuildClock.sourceDateEpoch()
                 let options = SquashFSOptions(
                     compression: compression, blockSize: Int(bsize),
@@ -101,8 +105,14 @@ struct Mkfs: ParsableCommand {
                 var tree = try FSTree.fromHostDirectory(src, options: .init(ownership: allRoot ? .root : .host))
                 if let epoch { tree.clampMtimes(to: epoch) }
                 let console = Console.shared
+                var shown = -1
                 let stats = try SquashFSWriter(options).write(tree: tree, to: out) { done, total in
-                    console.progress("squashfs", done: done, total: total)
+                    // Redraw only when the percentage changes (the callback runs per file).
+                    let pct = total == 0 ? 100 : Int(done * 100 / total)
+                    if pct != shown {
+                        shown = pct
+                        console.progress("squashfs", done: done, total: total)
+                    }
                 }
                 console.clearProgress()
                 for d in stats.droppedXAttrs.prefix(10) {

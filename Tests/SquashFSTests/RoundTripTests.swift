@@ -171,3 +171,39 @@ import Glibc
         #expect(st.mode & 0o7777 == 0o700 && st.uid == 3 && st.gid == 4 && st.mtimeSec == 99)
     }
 }
+
+/// Sizes beyond 32 bits need the extended file inode (64-bit size and start).
+@Suite struct LargeFileTests {
+    @Test func fileLargerThan4GiBWithHoles() throws {
+        guard TestEnv.oracle("unsquashfs", package: "squashfs-tools") != nil else { return }
+        let tmp = try TempDir("sqfs-large")
+        let src = tmp.sub("src")
+        try FileSystem.makeDirectories(src)
+        let big = src + "/big"
+        let size: UInt64 = (5 << 30) + 12345
+        let fd = open(big, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
+        #expect(fd >= 0)
+        ftruncate(fd, off_t(size))
+        let marker = Array("data beyond four gibibytes".utf8)
+        _ = marker.withUnsafeBytes { pwrite(fd, $0.baseAddress, marker.count, off_t(size) - off_t(marker.count)) }
+        _ = marker.withUnsafeBytes { pwrite(fd, $0.baseAddress, marker.count, off_t(1) << 32) }
+        close(fd)
+        let tree = try FSTree.fromHostDirectory(src, options: .init(ownership: .host))
+        let image = tmp.sub("large.sqfs")
+        let stats = try SquashFSWriter(.init(compression: .lz4(hc: false, level: 1), blockSize: 1 << 20)).write(tree: tree, to: image)
+        #expect(stats.sparseBlocks >= 5000)
+        #expect(try FileSystem.stat(image).size < 1 << 20)
+        try Fixture.unsquashfs(image, into: tmp.sub("out"))
+        let out = tmp.sub("out/big")
+        #expect(try FileSystem.stat(out).size == size)
+        let rfd = open(out, O_RDONLY)
+        defer { close(rfd) }
+        var tail = [UInt8](repeating: 0, count: marker.count)
+        _ = tail.withUnsafeMutableBytes { pread(rfd, $0.baseAddress, marker.count, off_t(size) - off_t(marker.count)) }
+        #expect(tail == marker)
+        let midCount = marker.count + 8
+        var mid = [UInt8](repeating: 0, count: midCount)
+        _ = mid.withUnsafeMutableBytes { pread(rfd, $0.baseAddress, midCount, (off_t(1) << 32) - 8) }
+        #expect(mid == [UInt8](repeating: 0, count: 8) + marker)
+    }
+}
