@@ -49,8 +49,11 @@ let package = Package(
         ),
         .executableTarget(
             name: "osbuild",
+            // Every module the commands use is listed directly (not only through
+            // OSBuildKit) so an incremental build recompiles the CLI when they change.
             dependencies: [
-                "OSBuildKit",
+                "OSBuildKit", "Basics", "FSTree", "Codecs", "StageRunner", "Boards", "Kconfig",
+                "Rootfs", "SquashFS", "EROFS", "DiskImage", "Bundle",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),

@@ -1,6 +1,7 @@
 import Basics
 import Boards
-import OSBuildKit
+import Bundle
+@testable import OSBuildKit
 import Testing
 import TestSupport
 
@@ -31,5 +32,33 @@ import TestSupport
             }
         }
         #expect(missing.isEmpty, "README.md does not mention: \(missing.joined(separator: ", "))")
+    }
+}
+
+@Suite struct RaucSystemConfTests {
+    /// Every shipped board's system.conf goes through rauc's own parser: `rauc --conf=F
+    /// --keyring=K info BUNDLE` loads F first and fails on any error in it.
+    @Test func shippedBoardsSystemConfAcceptedByRauc() throws {
+        guard let rauc = TestEnv.oracle("rauc", package: "rauc") else { return }
+        let tmp = try TempDir("sysconf")
+        let project = Project(root: TestEnv.repoRoot)
+        // A small signed bundle to give `rauc info` something to read.
+        let signing = try BundleSigning.resolve(cert: nil, key: nil, developmentKeysDirectory: tmp.sub("keys"), release: false)
+        try tmp.write("content/rootfs.img", String(repeating: "x", count: 8192))
+        try tmp.write("content/manifest.raucm", "[update]\ncompatible=probe\nversion=1\n\n[bundle]\nformat=verity\n\n[image.rootfs]\nfilename=rootfs.img\n")
+        let bundle = tmp.sub("probe.raucb")
+        try BundleWriter.create(contentDirectory: tmp.sub("content"), output: bundle, options: .init(identity: signing.identity))
+        let keyring = try #require(signing.developmentCA)
+        var checked = 0
+        for board in try project.loader.loadAll() {
+            guard let conf = try RaucIntegration.systemConf(for: board) else { continue }
+            let text = try conf.render()
+            #expect(text.contains("compatible=\(board.compatible)\n"))
+            let path = try tmp.write("\(board.id).conf", text)
+            let r = try Subprocess.run([rauc, "--conf=\(path)", "--keyring=\(keyring)", "info", bundle], check: false)
+            #expect(r.status == 0, "board \(board.id): rauc rejected its system.conf:\n\(r.stderrText)\n\(text)")
+            checked += 1
+        }
+        #expect(checked >= 4)
     }
 }

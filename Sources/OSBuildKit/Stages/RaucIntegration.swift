@@ -1,0 +1,54 @@
+import Basics
+import Boards
+import Bundle
+import FSTree
+
+/// `/etc/rauc/system.conf` and `/etc/rauc/keyring.pem` for a board's rootfs, from the
+/// board itself: compatible, bootloader backend, and one slot per partition that has a
+/// `slot` (kernel*, system*/rootfs*, boot-*), addressed by partition label.
+enum RaucIntegration {
+    static func systemConf(for b: Board) throws -> RaucSystemConfig? {
+        let bootloader: RaucSystemConfig.Bootloader
+        switch b.string("bootloader.kind") ?? "none" {
+        case "grub": bootloader = .grub(grubenv: "/mnt/boot/grub/grubenv")
+        case "uboot": bootloader = .uboot
+        case "tryboot", "custom": bootloader = .custom(backend: "/usr/lib/osbuild/tryboot-backend")
+        default: return nil
+        }
+        var slots: [RaucSystemConfig.Slot] = []
+        for p in b.records("disk.partition") {
+            guard let slot = p["slot"]?.string, let name = p["name"]?.string else { continue }
+            let index = slot == "A" ? 0 : 1
+            let device = "/dev/disk/by-partlabel/" + name
+            if name.hasPrefix("kernel") {
+                slots.append(.init(slotClass: "kernel", index: index, device: device, type: "raw", bootname: slot))
+            } else if name.hasPrefix("system") || name.hasPrefix("rootfs") {
+                let hasKernelSlot = b.records("disk.partition").contains { ($0["name"]?.string ?? "").hasPrefix("kernel") && $0["slot"]?.string == slot }
+                slots.append(.init(slotClass: "rootfs", index: index, device: device, type: "raw",
+                                   bootname: hasKernelSlot ? nil : slot, parent: hasKernelSlot ? "kernel.\(index)" : nil))
+            } else if name.hasPrefix("boot") {
+                slots.append(.init(slotClass: "boot", index: index, device: device, type: "vfat", bootname: slot))
+            }
+        }
+        if slots.isEmpty { return nil }
+        let conf = RaucSystemConfig(compatible: b.compatible, bootloader: bootloader, statusFile: "/data/rauc.status",
+                                    bundleFormats: ["-plain"], keyringPath: "/etc/rauc/keyring.pem", slots: slots)
+        try conf.validate()
+        return conf
+    }
+
+    /// Adds system.conf and keyring.pem to `tree`. Development builds trust the generated
+    /// development CA (and the board certificate if any); production only the board's.
+    static func install(into tree: inout FSTree, board b: Board, keysDir: String, mtime: Timestamp) throws {
+        guard let conf = try systemConf(for: b) else { return }
+        let release = b.string("os.deployment") == "production"
+        let signing = try BundleSigning.resolve(cert: b.string("bundle.cert").map(b.resolvePath), key: b.string("bundle.key").map(b.resolvePath),
+                                                developmentKeysDirectory: keysDir, release: release)
+        let keyring = try Keyring.assemble(releaseCertificates: b.string("bundle.cert").map { [b.resolvePath($0)] } ?? [],
+                                           developmentCertificate: signing.developmentCA, release: release)
+        let dir = Inode.directory(mtime: mtime)
+        try tree.insert("/etc/rauc", dir, createParents: true, parentTemplate: dir)
+        try tree.insert("/etc/rauc/system.conf", .file(.bytes(Array(try conf.render().utf8)), mtime: mtime))
+        try tree.insert("/etc/rauc/keyring.pem", .file(.bytes(Array(keyring.utf8)), mtime: mtime))
+    }
+}
