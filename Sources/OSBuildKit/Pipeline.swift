@@ -11,6 +11,11 @@ public struct PipelineContext: Sendable {
     /// SOURCE_DATE_EPOCH (or 0 when unset): the single clock for every artifact.
     public let epoch: Int64
 
+    let tools: ToolVersions
+
+    /// `tool --version`'s first line, folded into fingerprints of stages that run the tool.
+    public func toolVersion(_ tool: String) -> String { tools.version(of: tool) }
+
     /// Board keys rendered as fingerprint text.
     public func keys(_ names: [String]) -> [String: String] {
         var out: [String: String] = [:]
@@ -55,7 +60,9 @@ public enum Pipeline {
     ]
 
     public static func stages(for board: Board, project: Project, buildDir: BuildDirectory) throws -> [Stage] {
-        let ctx = PipelineContext(board: board, project: project, buildDir: buildDir, epoch: (try BuildClock.sourceDateEpoch()) ?? 0)
+        let tools = ToolVersions(cacheFile: project.downloadCache + "/tool-versions")
+        defer { tools.save() }
+        let ctx = PipelineContext(board: board, project: project, buildDir: buildDir, epoch: (try BuildClock.sourceDateEpoch()) ?? 0, tools: tools)
         let kinds = table.filter { $0.applies(board) }
         let present = Set(kinds.map(\.name))
         return try kinds.map { kind in

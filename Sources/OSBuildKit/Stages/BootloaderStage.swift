@@ -21,7 +21,7 @@ enum BootloaderStage {
             let slots = try SlotLayout(board: b)
             let tries = Int(b.integer("bootloader.tries") ?? 3)
             let inputs = StageInputs(keys: ctx.keys(["bootloader.*", "arch", "kernel.cmdline", "disk.partition", "os.*"]),
-                                     tools: ["grub-mkimage": toolVersion("grub-mkimage")])
+                                     tools: ["grub-mkimage": ctx.toolVersion("grub-mkimage")])
             return Stage(name: "bootloader", summary: "GRUB EFI (\(target.format))", inputs: inputs) { sctx in
                 let fetcher = AptFetcher(cacheDirectory: sctx.downloadCache + "/apt", log: { sctx.log.line($0) })
                 let deb = try fetcher.fetch(target.package)

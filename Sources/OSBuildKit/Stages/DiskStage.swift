@@ -19,7 +19,7 @@ enum DiskStage {
                 if !src.hasPrefix("stage:") { paths.append(b.resolvePath(src)) }
             }
             let inputs = StageInputs(paths: paths, keys: ctx.keys(["disk.*", "os.id", "os.version"]),
-                                     tools: ["mke2fs": toolVersion("mke2fs"), "mkfs.fat": toolVersion("mkfs.fat")],
+                                     tools: ["mke2fs": ctx.toolVersion("mke2fs"), "mkfs.fat": ctx.toolVersion("mkfs.fat")],
                                      extra: ["SOURCE_DATE_EPOCH": String(ctx.epoch)])
             let epoch = ctx.epoch
             return Stage(name: "disk", summary: "disk image \(b.artifactName("img"))", dependencies: deps, inputs: inputs) { sctx in

@@ -19,7 +19,7 @@ enum KernelConfigStage {
             let cross = b.string("kernel.cross-compile").flatMap { $0.isEmpty ? nil : $0 }
             // The Kconfig files (not the whole source tree) decide the result.
             let inputs = StageInputs(paths: fragments + [src + "/Makefile"], keys: ctx.keys(["kernel.*", "arch"]),
-                                     tools: ["cc": toolVersion((cross ?? "") + "gcc")])
+                                     tools: ["cc": ctx.toolVersion((cross ?? "") + "gcc")])
             return Stage(name: "kernel-config", summary: "kernel .config for \(arch)", inputs: inputs) { sctx in
                 let (config, report) = try KconfigMerge.run(kernelSource: src, arch: arch, defconfig: .parse(b.string("kernel.defconfig")),
                                                             fragments: fragments, crossCompile: cross)

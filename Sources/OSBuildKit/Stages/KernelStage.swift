@@ -20,7 +20,7 @@ enum KernelStage {
                 return .placeholder(name: "kernel", summary: "kernel image and modules", dependencies: ["kernel-config"],
                                     reason: "building the kernel from kernel.source (issue 6, item 5); set kernel.package for a prebuilt kernel")
             }
-            let inputs = StageInputs(keys: ctx.keys(["kernel.package", "arch"]), tools: ["depmod": toolVersion("depmod")],
+            let inputs = StageInputs(keys: ctx.keys(["kernel.package", "arch"]), tools: ["depmod": ctx.toolVersion("depmod")],
                                      extra: ["SOURCE_DATE_EPOCH": String(ctx.epoch)])
             return Stage(name: "kernel", summary: "prebuilt kernel from \(package)", inputs: inputs) { sctx in
                 let debArch = try DebianArch.of(board.arch)
@@ -71,12 +71,6 @@ func generateModuleIndex(_ tree: inout FSTree, version: String, scratch: String,
     }
 }
 
-/// `tool --version`'s first line, folded into fingerprints of stages that run the tool.
-func toolVersion(_ tool: String) -> String {
-    guard let r = try? Subprocess.run([tool, "--version"], check: false) else { return "missing" }
-    let text = r.stdoutText.isEmpty ? r.stderrText : r.stdoutText
-    return text.split(separator: "\n").first.map(String.init) ?? "unknown"
-}
 
 /// Debian architecture names and apt helpers for prebuilt inputs.
 enum DebianArch {
