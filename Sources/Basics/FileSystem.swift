@@ -192,7 +192,7 @@ private func sysLstat(_ path: String, _ st: inout stat) -> Int32 { lstat(path, &
 private func sysStat(_ path: String, _ st: inout stat) -> Int32 { stat(path, &st) }
 
 extension FileSystem.Stat {
-    init(_ st: stat) {
+    public init(_ st: stat) {
         mode = UInt32(st.st_mode)
         size = UInt64(st.st_size)
         inode = UInt64(st.st_ino)

@@ -135,8 +135,8 @@ public struct InputHasher: Sendable {
         guard let st = try FileSystem.lstatIfExists(path) else { return "missing" }
         if !st.isDirectory { return try entryDigest(path, st) }
         let snapPath = snapshotDir.map { $0 + "/" + SHA256.hex(path) }
-        if let snapPath, let snap = DirectorySnapshot.load(snapPath), snap.root == path, snap.isCurrent(rootStat: st) {
-            return snap.digest
+        if let snapPath, let digest = DirectorySnapshot.currentDigest(snapPath, root: path, rootStat: st) {
+            return digest
         }
         let h = SHA256()
         var buf: [UInt8] = []
@@ -184,6 +184,12 @@ public struct InputHasher: Sendable {
     }
 }
 
+private struct SharedPointers: @unchecked Sendable {
+    let recs: UnsafeBufferPointer<(Int, StatKey)>
+    let raw: UnsafeRawPointer
+    let ok: UnsafeMutableBufferPointer<Bool>
+}
+
 /// The stat data that identifies an unchanged entry.
 struct StatKey: Equatable {
     var mode: UInt32
@@ -225,12 +231,73 @@ struct DirectorySnapshot {
         self.rootStat = rootStat
     }
 
-    func isCurrent(rootStat now: FileSystem.Stat) -> Bool {
-        guard StatKey(now) == rootStat else { return false }
-        for e in entries {
-            guard let st = try? FileSystem.lstat(root + "/" + e.rel), StatKey(st) == e.stat else { return false }
+    /// The saved digest when every entry still has its recorded stat data, else nil.
+    /// Works on the file's bytes directly (relative paths become C strings in place, no
+    /// Swift Strings) and `fstatat`s against the root's fd, split over all cores: this is
+    /// the whole cost of a no-op build's input check.
+    static func currentDigest(_ snapPath: String, root: String, rootStat: FileSystem.Stat) -> String? {
+        guard var bytes = try? FileSystem.readFile(snapPath) else { return nil }
+        return bytes.withUnsafeMutableBufferPointer { b -> String? in
+            var i = 0
+            let n = b.count
+            func line() -> String? {
+                let s = i
+                while i < n, b[i] != 0x0A { i += 1 }
+                guard i < n else { return nil }
+                defer { i += 1 }
+                return String(decoding: UnsafeBufferPointer(rebasing: b[s..<i]), as: UTF8.self)
+            }
+            func number() -> UInt64? {
+                var v: UInt64 = 0
+                let s = i
+                while i < n, b[i] >= 0x30, b[i] <= 0x39 { v = v &* 10 &+ UInt64(b[i] - 0x30); i += 1 }
+                guard i > s, i < n, b[i] == 0x09 else { return nil }
+                i += 1
+                return v
+            }
+            func key() -> StatKey? {
+                guard let mode = number(), let size = number(), let m = number(), let c = number(), let ino = number() else { return nil }
+                return StatKey(mode: UInt32(truncatingIfNeeded: mode), size: size, mtimeNs: Int64(bitPattern: m), ctimeNs: Int64(bitPattern: c), inode: ino)
+            }
+            guard let digest = line(), let savedRoot = line(), savedRoot == root, let rk = key(), line() == ".", rk == StatKey(rootStat) else { return nil }
+            // Records: (offset of the NUL-terminated relative path, expected stat).
+            var records: [(Int, StatKey)] = []
+            while i < n {
+                guard let k = key() else { return nil }
+                let s = i
+                while i < n, b[i] != 0x0A { i += 1 }
+                guard i < n else { return nil }
+                b[i] = 0
+                i += 1
+                records.append((s, k))
+            }
+            let dirfd = open(root, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+            guard dirfd >= 0, let base = b.baseAddress else { return nil }
+            defer { close(dirfd) }
+            let workers = max(1, min(ProcessInfo.processInfo.activeProcessorCount, records.count / 2048 + 1))
+            let chunk = (records.count + workers - 1) / workers
+            let ok = UnsafeMutableBufferPointer<Bool>.allocate(capacity: workers)
+            defer { ok.deallocate() }
+            ok.initialize(repeating: true)
+            records.withUnsafeBufferPointer { recsPtr in
+                // Read-only inputs; each worker writes only its own `ok` slot.
+                let shared = SharedPointers(recs: recsPtr, raw: UnsafeRawPointer(base), ok: ok)
+                DispatchQueue.concurrentPerform(iterations: workers) { w in
+                    let recs = shared.recs, raw = shared.raw, ok = shared.ok
+                    var st = stat()
+                    let lo = w * chunk, hi = min(recs.count, lo + chunk)
+                    var idx = lo
+                    while idx < hi {
+                        let (off, k) = recs[idx]
+                        let p = raw.advanced(by: off).assumingMemoryBound(to: CChar.self)
+                        guard fstatat(dirfd, p, &st, AT_SYMLINK_NOFOLLOW) == 0,
+                              StatKey(FileSystem.Stat(st)) == k else { ok[w] = false; return }
+                        idx += 1
+                    }
+                }
+            }
+            return ok.allSatisfy { $0 } ? digest : nil
         }
-        return true
     }
 
     /// Not saved when any entry changed within the last 2 s: a second write in the same
@@ -259,38 +326,4 @@ struct DirectorySnapshot {
         try FileSystem.writeAtomically(path, out)
     }
 
-    static func load(_ path: String) -> DirectorySnapshot? {
-        guard let bytes = try? FileSystem.readFile(path) else { return nil }
-        return bytes.withUnsafeBufferPointer { b -> DirectorySnapshot? in
-            var i = 0
-            let n = b.count
-            func line() -> String? {
-                let s = i
-                while i < n, b[i] != 0x0A { i += 1 }
-                guard i < n else { return nil }
-                defer { i += 1 }
-                return String(decoding: UnsafeBufferPointer(rebasing: b[s..<i]), as: UTF8.self)
-            }
-            func number() -> UInt64? {
-                var v: UInt64 = 0
-                let s = i
-                while i < n, b[i] >= 0x30, b[i] <= 0x39 { v = v &* 10 &+ UInt64(b[i] - 0x30); i += 1 }
-                guard i > s, i < n, b[i] == 0x09 else { return nil }
-                i += 1
-                return v
-            }
-            func record() -> (StatKey, String)? {
-                guard let mode = number(), let size = number(), let m = number(), let c = number(), let ino = number(), let rel = line() else { return nil }
-                return (StatKey(mode: UInt32(truncatingIfNeeded: mode), size: size, mtimeNs: Int64(bitPattern: m), ctimeNs: Int64(bitPattern: c), inode: ino), rel)
-            }
-            guard let digest = line(), let root = line(), let (rs, dot) = record(), dot == "." else { return nil }
-            var snap = DirectorySnapshot(root: root, rootStat: rs)
-            snap.digest = digest
-            while i < n {
-                guard let (k, rel) = record() else { return nil }
-                snap.entries.append(Entry(rel: rel, stat: k))
-            }
-            return snap
-        }
-    }
 }
