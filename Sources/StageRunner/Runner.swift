@@ -129,7 +129,7 @@ public final class StageRunner: @unchecked Sendable {
     private func validate(_ options: RunOptions) throws {
         for n in [options.from, options.only].compactMap({ $0 }) where byName[n] == nil {
             var msg = "unknown stage '\(n)'; stages: " + order.joined(separator: ", ")
-            if let near = order.min(by: { editDistance($0, n) < editDistance($1, n) }), editDistance(near, n) <= 3 {
+            if let near = Suggest.nearest(n, in: order) {
                 msg = "unknown stage '\(n)'; did you mean '\(near)'? Stages: " + order.joined(separator: ", ")
             }
             throw StageGraphError(message: msg)
@@ -438,20 +438,6 @@ extension RunOptions {
     }
 }
 
-func editDistance(_ a: String, _ b: String) -> Int {
-    let a = Array(a.utf8), b = Array(b.utf8)
-    if a.isEmpty || b.isEmpty { return max(a.count, b.count) }
-    var prev = Array(0...b.count)
-    var cur = prev
-    for i in 1...a.count {
-        cur[0] = i
-        for j in 1...b.count {
-            cur[j] = min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (a[i - 1] == b[j - 1] ? 0 : 1))
-        }
-        swap(&prev, &cur)
-    }
-    return prev[b.count]
-}
 
 /// Runs stages as soon as their dependencies have finished, at most `jobs` at a time.
 final class Scheduler: @unchecked Sendable {
