@@ -16,6 +16,12 @@ struct BoardOptions: ParsableArguments {
         let project = try Project.discover()
         return (project, try project.loader.load(board))
     }
+
+    /// The board and the stage runner for its build directory.
+    func runner() throws -> (Board, StageRunner) {
+        let (project, board) = try load()
+        return (board, try Pipeline.runner(for: board, project: project, outputDir: output))
+    }
 }
 
 struct Make: ParsableCommand {
@@ -34,8 +40,7 @@ struct Make: ParsableCommand {
 
     func run() throws {
         try runReportingErrors {
-            let (project, board) = try target.load()
-            let runner = try Pipeline.runner(for: board, project: project, outputDir: target.output)
+            let (board, runner) = try target.runner()
             if verifyOnly {
                 try verify(runner)
                 return
@@ -86,8 +91,7 @@ struct Plan: ParsableCommand {
 
     func run() throws {
         try runReportingErrors {
-            let (project, board) = try target.load()
-            let runner = try Pipeline.runner(for: board, project: project, outputDir: target.output)
+            let (board, runner) = try target.runner()
             let plan = try runner.plan()
             if json {
                 let arr: [[String: Any]] = plan.map { e in
@@ -127,8 +131,7 @@ struct Status: ParsableCommand {
 
     func run() throws {
         try runReportingErrors {
-            let (project, board) = try target.load()
-            let runner = try Pipeline.runner(for: board, project: project, outputDir: target.output)
+            let (board, runner) = try target.runner()
             var rows: [[String: Any]] = []
             for name in runner.stageOrder {
                 let rec = runner.buildDir.readRecord(name)
@@ -167,8 +170,7 @@ struct Clean: ParsableCommand {
 
     func run() throws {
         try runReportingErrors {
-            let (project, board) = try target.load()
-            let runner = try Pipeline.runner(for: board, project: project, outputDir: target.output)
+            let (board, runner) = try target.runner()
             try runner.clean(stage: stage)
             Console.shared.line("cleaned \(stage.map { "stage \($0) of " } ?? "")\(runner.buildDir.root)")
         }
