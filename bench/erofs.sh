@@ -14,7 +14,7 @@ WARMUP=${WARMUP:-1}
 CASES=${CASES:-"none lz4 lz4hc lz4hc-64k-ztail defaults"}
 T=1700000000
 UUID=6f0e3b4a-1c2d-4e5f-8a9b-0c1d2e3f4a5b
-LOCK=/work/.swift-build.lock
+LOCK=${LOCK:-/tmp/osbuild-bench.lock}
 
 for t in mkfs.erofs hyperfine python3; do command -v $t >/dev/null || { echo "missing $t" >&2; exit 3; }; done
 if [ ! -d "$CORPUS" ]; then

@@ -13,7 +13,7 @@ RUNS=${RUNS:-5}
 work=$(mktemp -d /tmp/osbuild-bench-kconfig-XXXXXX)
 trap 'rm -rf "$work"' EXIT
 
-lock=/work/.swift-build.lock
+lock=${LOCK:-/tmp/osbuild-bench.lock}
 if [ -e "$lock" ]; then flock "$lock" swift build -c release --product osbuild --package-path "$repo" >&2
 else swift build -c release --product osbuild --package-path "$repo" >&2; fi
 OSB=$repo/.build/release/osbuild

@@ -18,7 +18,7 @@ CORPUS=${1:-/work/corpus-a}
 RUNS=${RUNS:-2}
 COMPS=${COMPS:-"gzip xz lz4 zstd"}
 BLOCK=${BLOCK:-131072}
-LOCK=${LOCK:-/work/.swift-build.lock}
+LOCK=${LOCK:-/tmp/osbuild-bench.lock}
 
 if [ ! -d "$CORPUS" ]; then
   gen="$here/../shared/corpus/make-corpus-a.sh"
