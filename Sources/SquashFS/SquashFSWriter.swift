@@ -656,6 +656,17 @@ private struct ImageJob {
     /// Lookup table: entries in metadata blocks, then the u64 positions of those blocks.
     /// Returns the position of that position array (what the superblock points at).
     private func writeLookupTable(_ entries: [UInt8], _ out: ImageOutput, _ c: BlockCompressor) throws -> UInt64 {
+        let positions = try writeMetadataBlocks(entries, out, c)
+        let start = out.position
+        var idx: [UInt8] = []
+        for p in positions { idx.le64(p) }
+        try out.write(idx)
+        return start
+    }
+
+    /// Fixed-size table entries cut into 8 KiB metadata blocks (each compressed unless that
+    /// does not shrink it); returns each block's position.
+    private func writeMetadataBlocks(_ entries: [UInt8], _ out: ImageOutput, _ c: BlockCompressor) throws -> [UInt64] {
         var positions: [UInt64] = []
         var scratch = [UInt8](repeating: 0, count: Format.metadataSize)
         var i = 0
@@ -674,11 +685,7 @@ private struct ImageJob {
             try out.write(b)
             i += Format.metadataSize
         }
-        let start = out.position
-        var idx: [UInt8] = []
-        for p in positions { idx.le64(p) }
-        try out.write(idx)
-        return start
+        return positions
     }
 
     private func writeXAttrTable(_ out: ImageOutput, _ c: BlockCompressor) throws -> UInt64 {
@@ -707,24 +714,7 @@ private struct ImageJob {
         let kvStart = out.position
         try out.write(try kv.finish())
         // The id table's block positions follow a 16-byte header.
-        var positions: [UInt64] = []
-        var scratch = [UInt8](repeating: 0, count: Format.metadataSize)
-        var i = 0
-        while i < idEntries.count {
-            let chunk = Array(idEntries[i..<min(idEntries.count, i + Format.metadataSize)])
-            positions.append(out.position)
-            let n = try chunk.withUnsafeBytes { s in try scratch.withUnsafeMutableBytes { try c.compress(s, into: $0) } }
-            var b: [UInt8] = []
-            if let n {
-                b.le16(UInt16(n))
-                b += scratch[0..<n]
-            } else {
-                b.le16(UInt16(chunk.count) | Format.uncompressedMetadata)
-                b += chunk
-            }
-            try out.write(b)
-            i += Format.metadataSize
-        }
+        let positions = try writeMetadataBlocks(idEntries, out, c)
         let start = out.position
         var h: [UInt8] = []
         h.le64(kvStart)
