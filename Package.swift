@@ -40,11 +40,14 @@ let package = Package(
         .target(name: "EROFS", dependencies: ["Basics", "FSTree", "Codecs"]),
         .target(name: "DiskImage", dependencies: ["Basics", "FSTree", "Codecs", "CFdisk", "CBlkid", "CArchive"]),
         .target(name: "Bundle", dependencies: ["Basics", "FSTree", "Codecs", "SquashFS", "COpenSSL"]),
+        // Bootloader file formats: GRUB config/environment, U-Boot script and environment,
+        // Raspberry Pi config/tryboot files. Pure formats; the stages live in OSBuildKit.
+        .target(name: "Bootloader", dependencies: ["Basics", "Codecs", "CZlib"]),
         .target(
             name: "OSBuildKit",
             dependencies: [
                 "Basics", "FSTree", "Codecs", "StageRunner", "Boards", "Kconfig",
-                "Rootfs", "SquashFS", "EROFS", "DiskImage", "Bundle",
+                "Rootfs", "SquashFS", "EROFS", "DiskImage", "Bundle", "Bootloader",
             ]
         ),
         .executableTarget(
@@ -53,7 +56,7 @@ let package = Package(
             // OSBuildKit) so an incremental build recompiles the CLI when they change.
             dependencies: [
                 "OSBuildKit", "Basics", "FSTree", "Codecs", "StageRunner", "Boards", "Kconfig",
-                "Rootfs", "SquashFS", "EROFS", "DiskImage", "Bundle",
+                "Rootfs", "SquashFS", "EROFS", "DiskImage", "Bundle", "Bootloader",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
@@ -70,6 +73,7 @@ let package = Package(
         .testTarget(name: "EROFSTests", dependencies: ["EROFS", "TestSupport"]),
         .testTarget(name: "DiskImageTests", dependencies: ["DiskImage", "TestSupport"]),
         .testTarget(name: "BundleTests", dependencies: ["Bundle", "TestSupport"]),
+        .testTarget(name: "BootloaderTests", dependencies: ["Bootloader", "TestSupport"]),
         .testTarget(name: "OSBuildKitTests", dependencies: ["OSBuildKit", "TestSupport"]),
     ],
     swiftLanguageModes: [.v6]
