@@ -30,7 +30,8 @@ public struct RaspberryPiConfig: Sendable, Equatable {
                 guard !e.name.isEmpty, !e.name.contains("="), !e.name.contains("\n"), !e.value.contains("\n") else {
                     throw MessageError("config.txt: invalid setting '\(e.name)=\(e.value)'")
                 }
-                s += "\(e.name)=\(e.value)\n"
+                // Directives with arguments (`initramfs FILE followkernel`) have no '='.
+                s += e.value.isEmpty && e.name.contains(" ") ? "\(e.name)\n" : "\(e.name)=\(e.value)\n"
             }
         }
         return s

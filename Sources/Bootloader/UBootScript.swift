@@ -33,11 +33,13 @@ public struct UBootABScript: Sendable, Equatable {
     /// The kernel file is gzip-compressed (Debian's arm64 vmlinuz): unzip before booti.
     public var kernelGzip: Bool
     public var cmdline: String
-    /// Load addresses (Pi 4: RAM from 0; U-Boot sits at the top, the firmware's DTB near 1 GiB).
-    public var kernelAddress: UInt64 = 0x0040_0000
-    public var compressedAddress: UInt64 = 0x0600_0000
-    public var ramdiskAddress: UInt64 = 0x0800_0000
-    public var envAddress: UInt64 = 0x0580_0000
+    /// Load addresses (Pi 4: RAM from 0; U-Boot relocates to the top of the first GiB and
+    /// the firmware's DTB sits below it). Clear of U-Boot's scriptaddr (0x02400000), where
+    /// this script itself runs from: Debian's arm64 Image is ~33 MB.
+    public var kernelAddress: UInt64 = 0x0400_0000
+    public var compressedAddress: UInt64 = 0x1000_0000
+    public var ramdiskAddress: UInt64 = 0x0C00_0000
+    public var envAddress: UInt64 = 0x0300_0000
 
     public init(slots: [Slot], tries: Int, envPartition: Int, envSize: Int, kernelGzip: Bool, cmdline: String) {
         (self.slots, self.tries, self.envPartition, self.envSize, self.kernelGzip, self.cmdline) = (slots, tries, envPartition, envSize, kernelGzip, cmdline)
