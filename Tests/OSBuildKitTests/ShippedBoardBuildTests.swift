@@ -187,5 +187,19 @@ import TestSupport
         }
         // The rootfs partitions are logical 5 and 6; data is 7 (ext4, checked above).
         #expect(parts["p7"]?.fs == "ext4")
+
+        // The bundle updates the boot class; its hook turns slot A's cmdline.txt into slot B's.
+        let out = tmp.sub("out")
+        let mnt = tmp.sub("slot-mount")
+        try FileSystem.makeDirectories(mnt)
+        try FileSystem.writeAtomically(mnt + "/cmdline.txt", try FileSystem.readFile(out + "/stages/bootloader/boot-a/cmdline.txt"))
+        _ = try Subprocess.run(["sh", out + "/stages/bootloader/rauc-hook.sh", "slot-post-install"],
+                               environment: ["RAUC_SLOT_CLASS": "boot", "RAUC_SLOT_BOOTNAME": "B", "RAUC_SLOT_MOUNT_POINT": mnt])
+        #expect(try FileSystem.readText(mnt + "/cmdline.txt") == (try FileSystem.readText(out + "/stages/bootloader/boot-b/cmdline.txt")))
+        if let rauc = TestEnv.oracle("rauc", package: "rauc") {
+            let info = try Subprocess.run([rauc, "info", "--keyring=" + out + "/stages/bundle/keyring.pem", out + "/stages/bundle/osbuild_rpi5-64-1.0.raucb"], check: false)
+            #expect(info.status == 0, "rauc info:\n\(info.stderrText)")
+            #expect(info.stdoutText.contains("boot.vfat") && info.stdoutText.contains("rootfs.img") && info.stdoutText.contains("post-install"), "\(info.stdoutText)")
+        }
     }
 }
