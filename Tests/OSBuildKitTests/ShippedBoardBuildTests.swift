@@ -79,8 +79,10 @@ import TestSupport
             #expect((mine?["start"] as? Int).map(UInt64.init) == start, "\(board) partition \(number): inspect and sfdisk disagree on the start")
             #expect((mine?["size"] as? Int).map(UInt64.init) == size, "\(board) partition \(number): inspect and sfdisk disagree on the size")
             let fs = mine?["filesystem"] as? String
-            guard fs == "vfat" || fs == "ext4" || (p["name"] as? String) == "bootstate" else { continue }
             let file = work + "/p\(number)"
+            let name = (p["name"] as? String) ?? "p\(number)"
+            out[name] = Part(number: number, start: start, size: size, name: p["name"] as? String, file: file, fs: fs)
+            guard fs == "vfat" || fs == "ext4" || name == "bootstate" else { continue }
             // Sparse copy: the data partitions are mostly holes.
             _ = try Subprocess.run(["dd", "if=" + image, "of=" + file, "bs=1M", "skip=\(start)", "count=\(size)",
                                     "iflag=skip_bytes,count_bytes", "conv=sparse", "status=none"])
@@ -91,8 +93,6 @@ import TestSupport
                 let r = try Subprocess.run([t.e2fsck, "-fn", file], check: false)
                 #expect(r.status == 0, "\(board) partition \(number): e2fsck -fn:\n\(r.stdoutText)\(r.stderrText)")
             }
-            let name = (p["name"] as? String) ?? "p\(number)"
-            out[name] = Part(number: number, start: start, size: size, name: p["name"] as? String, file: file, fs: fs)
         }
         return out
     }
@@ -165,6 +165,11 @@ import TestSupport
         #expect(r.status != 0)
         let msg = r.stdoutText + r.stderrText + ((try? FileSystem.readText(out + "/logs/bootloader.log")) ?? "")
         #expect(msg.contains(tmp.sub("empty-fw")) && msg.contains("lacks start4.elf, fixup4.dat"), "missing-firmware error:\n\(msg)")
+        // No firmware directory at all: the error says how to give one.
+        let u = try ShippedBoardBuildTests.osbuild(["make", "rpi4-64", "-O", out], env: ["OSBUILD_RPI_FIRMWARE": ""], check: false)
+        let umsg = u.stdoutText + u.stderrText + ((try? FileSystem.readText(out + "/logs/bootloader.log")) ?? "")
+        #expect(u.status != 0 && umsg.contains("needs the Raspberry Pi firmware files start4.elf, fixup4.dat; set bootloader.firmware-dir or OSBUILD_RPI_FIRMWARE"),
+                "no-firmware error:\n\(umsg)")
     }
 
     @Test func rpi5BuildsTrybootLayout() throws {
@@ -186,7 +191,7 @@ import TestSupport
             #expect(try Self.fatFile(part, "/vmlinuz", tools: t, work: tmp.path) != nil)
         }
         // The rootfs partitions are logical 5 and 6; data is 7 (ext4, checked above).
-        #expect(parts["p7"]?.fs == "ext4")
+        #expect(parts["p5"]?.fs == "erofs" && parts["p6"]?.fs == nil && parts["p7"]?.fs == "ext4")
 
         // The bundle updates the boot class; its hook turns slot A's cmdline.txt into slot B's.
         let out = tmp.sub("out")
