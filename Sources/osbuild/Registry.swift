@@ -13,6 +13,7 @@ let commandRegistry: [any ParsableCommand.Type] = [
     ImageCommand.self,
     InspectCommand.self,
     BundleCommand.self,
+    TestCommand.self,
     MergeKconfig.self,
     VerifyKconfig.self,
 ]
