@@ -14,6 +14,7 @@ let commandRegistry: [any ParsableCommand.Type] = [
     InspectCommand.self,
     BundleCommand.self,
     TestCommand.self,
+    ArtifactsCommand.self,
     MergeKconfig.self,
     VerifyKconfig.self,
 ]

@@ -39,6 +39,8 @@ struct BootTestCommand: ParsableCommand {
     @Flag(help: "Boot the image file itself (its grubenv and slots change) instead of an overlay.") var inPlace = false
     @Flag(help: "Do not build the board first; boot what is there.") var noBuild = false
     @Flag(help: "Print only boot phases, not the whole console.") var quiet = false
+    @Flag(help: "Skip the boot when this built image (same disk output digest) already passed with the same accelerator.")
+    var skipIfPassed = false
 
     func validate() throws {
         if let s = expectSlot, s != "A" && s != "B" { throw ValidationError("--expect-slot must be A or B, not \(s)") }
@@ -60,6 +62,14 @@ struct BootTestCommand: ParsableCommand {
                 img = runner.buildDir.outputDir("disk") + "/" + board.artifactName("img")
             }
             guard let img else { return }
+            // The disk record's digest identifies the built image (make verified it is intact).
+            let digest = image == nil ? runner.buildDir.readRecord("disk")?.outputDigest : nil
+            if skipIfPassed, let digest, let st = BootTestStamp.read(runner.buildDir), st.imageDigest == digest, st.accel == accel.rawValue,
+               expectSlot.map({ $0 == st.slot }) ?? true, expectVersion.map({ $0 == st.version }) ?? true {
+                let when = Date(timeIntervalSince1970: st.bootedAt)
+                c.line("boot test \(board.id): up to date (this image booted to slot \(st.slot), version \(st.version) in \(String(format: "%.1f", st.seconds)) s under \(st.accel) at \(when))")
+                return
+            }
             var o = BootTest.Options(image: img, arch: board.arch,
                                      logPath: log.map(FileSystem.absolute) ?? runner.buildDir.root + "/logs/boot-test.serial.log",
                                      workDir: runner.buildDir.root + "/boot-test")
@@ -80,8 +90,35 @@ struct BootTestCommand: ParsableCommand {
                    + (result.trace.grubBoots.count > 1 ? " (GRUB boots: \(result.trace.grubBoots.joined(separator: " ")))" : ""))
             c.line("  phases: " + phases.joined(separator: ", ") + (result.poweredOff ? "; powered off" : "; stopped (no power-off)"))
             c.line("  serial log: \(result.logPath)")
+            if let digest {
+                try BootTestStamp(imageDigest: digest, accel: accel.rawValue, slot: result.slot, version: result.version,
+                                  seconds: result.seconds, bootedAt: Date().timeIntervalSince1970).write(runner.buildDir)
+            }
         }
     }
 }
 
 extension BootTest.Accel: ExpressibleByArgument {}
+
+struct ArtifactsCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "artifacts", abstract: "List a board's built artifacts (image, .bmap, compressed image, bundle) with their sizes.",
+        discussion: "Exit status: 0 listed, 1 the disk image is not built yet, 2 bad board or arguments.")
+    @OptionGroup var target: BoardOptions
+
+    func run() throws {
+        try runReportingErrors {
+            let (board, runner) = try target.runner()
+            let list = Artifact.list(board: board, buildDir: runner.buildDir)
+            let c = Console.shared
+            c.line("artifacts of \(board.id) (\(runner.buildDir.root)):")
+            for a in list {
+                let sparse = a.allocated < a.size ? " (\(ByteCount.format(a.allocated)) allocated)" : ""
+                c.line("  \(StageLine.pad(a.kind, 11)) \(StageLine.pad(ByteCount.format(a.size), 10))\(sparse)  \(a.path)")
+            }
+            if !list.contains(where: { $0.kind == "image" }) {
+                throw MessageError("\(board.id): no disk image built yet; run `osbuild make \(board.id)`")
+            }
+        }
+    }
+}
