@@ -2,8 +2,8 @@ import Basics
 
 /// The initramfs `/init`: a busybox shell script generated from the board's resolved
 /// modules. It mounts the API filesystems, loads the modules in dependency order, waits
-/// for the partition named by `root=` (PARTLABEL=, PARTUUID-less: no udev, so it reads
-/// PARTNAME from /sys/class/block/*/uevent), mounts it read-only and switch_roots into
+/// for the partition named by `root=` (PARTLABEL=: no udev, so it reads PARTNAME from
+/// /sys/class/block/*/uevent; MBR PARTUUID=<signature>-<nn>: the disk's signature and PARTN), mounts it read-only and switch_roots into
 /// `/sbin/init`. Every step prints an `osbuild-initramfs:` line so a failed boot names the
 /// step it reached; any failure prints the reason and reboots after a short delay, so the
 /// bootloader's try counter can fall back to the other slot.
@@ -99,6 +99,22 @@ public enum InitramfsInit {
                     if [ "$name" = "$want" ] && [ -n "$dev" ] && [ -b "/dev/$dev" ]; then echo "/dev/$dev"; return 0; fi
                   done
                   return 1 ;;
+                PARTUUID=*)
+                  # MBR disks (no names): <disk signature>-<partition number>, as Linux
+                  # spells it: the little-endian u32 at byte 440 in hex, the number in hex.
+                  want=$(echo "${1#PARTUUID=}" | tr 'A-F' 'a-f')
+                  for u in /sys/class/block/*/uevent; do
+                    [ -e "$u" ] || continue
+                    n=""; dev=""
+                    while IFS== read -r k v; do
+                      case "$k" in PARTN) n=$v ;; DEVNAME) dev=$v ;; esac
+                    done < "$u"
+                    [ -n "$n" ] && [ -n "$dev" ] && [ -b "/dev/$dev" ] || continue
+                    disk=$(basename "$(dirname "$(readlink -f "${u%/uevent}")")")
+                    sig=$(od -A n -t x4 -j 440 -N 4 "/dev/$disk" 2>/dev/null | tr -d ' \n')
+                    if [ "$(printf '%s-%02x' "$sig" "$n")" = "$want" ]; then echo "/dev/$dev"; return 0; fi
+                  done
+                  return 1 ;;
                 /dev/*) [ -b "$1" ] && echo "$1" ;;
                 *) return 2 ;;
               esac
@@ -107,7 +123,7 @@ public enum InitramfsInit {
             ticks=$((wait * 4)); dev=""
             while :; do
               dev=$(find_root "$root"); rc=$?
-              [ $rc -eq 2 ] && fail "root=$root: only PARTLABEL=NAME and /dev/NODE are supported"
+              [ $rc -eq 2 ] && fail "root=$root: only PARTLABEL=NAME, PARTUUID=SSSSSSSS-NN (MBR) and /dev/NODE are supported"
               [ -n "$dev" ] && break
               ticks=$((ticks - 1))
               [ $ticks -gt 0 ] || fail "root partition $root did not appear within ${wait} s; block devices: $(ls /sys/class/block | tr '\\n' ' ')"
