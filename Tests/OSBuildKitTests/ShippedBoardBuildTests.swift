@@ -164,6 +164,20 @@ import TestSupport
         let env = try Subprocess.run([t.fwPrintenv, "-c", conf]).stdoutText
         #expect(env.contains("BOOT_ORDER=A B\n") && env.contains("BOOT_A_LEFT=3\n") && env.contains("BOOT_B_LEFT=3\n"), "\(env)")
 
+        // The rootfs carries /etc/fw_env.config for that partition: fsck.erofs extracts the
+        // slot A rootfs, and its config (device path swapped for the extracted partition)
+        // drives fw_printenv.
+        if let fsckErofs = TestEnv.oracle("fsck.erofs", package: "erofs-utils"), let sys = parts["system0"] {
+            _ = try Subprocess.run(["dd", "if=" + image, "of=" + tmp.sub("system0"), "bs=1M", "skip=\(sys.start)", "count=\(sys.size)",
+                                    "iflag=skip_bytes,count_bytes", "status=none"])
+            _ = try Subprocess.run([fsckErofs, "--extract=" + tmp.sub("rootfs"), tmp.sub("system0")])
+            let fwConf = try FileSystem.readText(tmp.sub("rootfs/etc/fw_env.config"))
+            #expect(fwConf.contains("/dev/disk/by-partlabel/bootstate 0x0 0x4000\n"), "\(fwConf)")
+            let local = try tmp.write("fw_env.local", fwConf.replacingOccurrences(of: "/dev/disk/by-partlabel/bootstate", with: bs.file))
+            #expect(try Subprocess.run([t.fwPrintenv, "-c", local, "BOOT_ORDER"]).stdoutText == "BOOT_ORDER=A B\n")
+            #expect(try FileSystem.readText(tmp.sub("rootfs/etc/rauc/system.conf")).contains("bootloader=uboot\n"))
+        }
+
         // Reproducible: the bootloader stage rebuilt from scratch gives the same image.
         try ShippedBoardBuildTests.osbuild(["clean", "rpi4-64", "-O", out, "--stage", "bootloader"])
         try ShippedBoardBuildTests.osbuild(["make", "rpi4-64", "-O", out], env: ["OSBUILD_RPI_FIRMWARE": fw])
