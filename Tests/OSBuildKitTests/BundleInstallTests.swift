@@ -36,7 +36,7 @@ final class InstallFixture: @unchecked Sendable {
         project = dir.sub("project")
         try FileSystem.makeDirectories(project)
         try sh(["cp", "-a", TestEnv.repoRoot + "/boards", TestEnv.repoRoot + "/overlay", project])
-        let dl = FileSystem.exists(TestEnv.repoRoot + "/dl") ? TestEnv.repoRoot + "/dl" : project + "/dl"
+        let dl = InstallFixture.downloadCache
         try sh([CLI.binary, "make", "qemu-x86-64", "-O", project + "/build"], env: ["OSBUILD_PROJECT": project, "OSBUILD_DL_CACHE": dl, "NO_COLOR": "1"])
         let stages = project + "/build/stages"
         image = stages + "/disk/osbuild_qemu-x86-64-1.0.img"
@@ -70,6 +70,34 @@ final class InstallFixture: @unchecked Sendable {
         raucV2 = dir.sub("rauc-v2")
         try sh(["rauc", "extract", "--keyring", keyring, bundleV1, raucV1])
         try sh(["rauc", "extract", "--keyring", keyring, bundleV2, raucV2])
+    }
+
+    static var downloadCache: String {
+        if let d = ProcessInfo.processInfo.environment["OSBUILD_DL_CACHE"], !d.isEmpty { return d }
+        return FileSystem.exists(TestEnv.repoRoot + "/dl") ? TestEnv.repoRoot + "/dl" : "/var/cache/osbuild/dl"
+    }
+
+    /// The same board built again from a project copy with os.version bumped to 2.0 and
+    /// the same keys: the bundle a real update would ship. Built on first use.
+    private let lock = NSLock()
+    private var v2: Swift.Result<(image: String, bundle: String), any Error>?
+    func versionTwo() throws -> (image: String, bundle: String) {
+        lock.lock()
+        defer { lock.unlock() }
+        if let v2 { return try v2.get() }
+        let r = Swift.Result { () throws -> (image: String, bundle: String) in
+            let p2 = dir.sub("project2")
+            try FileSystem.makeDirectories(p2)
+            try sh(["cp", "-a", project + "/boards", project + "/overlay", project + "/keys", p2])
+            let common = p2 + "/boards/common.toml"
+            let text = try FileSystem.readText(common)
+            guard text.contains("version = \"1.0\"") else { throw MessageError("\(common): no version = \"1.0\" to bump") }
+            try FileSystem.writeAtomically(common, text.replacingOccurrences(of: "version = \"1.0\"", with: "version = \"2.0\""))
+            try sh([CLI.binary, "make", "qemu-x86-64", "-O", p2 + "/build"], env: ["OSBUILD_PROJECT": p2, "OSBUILD_DL_CACHE": InstallFixture.downloadCache, "NO_COLOR": "1"])
+            return (p2 + "/build/stages/disk/osbuild_qemu-x86-64-2.0.img", p2 + "/build/stages/bundle/osbuild_qemu-x86-64-2.0.raucb")
+        }
+        v2 = r
+        return try r.get()
     }
 
     static func create(_ content: String, _ out: String, keys: String) throws {
@@ -301,6 +329,43 @@ private func partitionSHA(_ image: String, _ part: Part) throws -> String {
             #expect(e.description.contains("slot A stays inactive"))
         }
         #expect(try grubenv(img, scratch: f.dir.path) == ["ORDER": "B A", "A_OK": "0", "B_OK": "1", "A_TRY": "0", "B_TRY": "0"])
+    }
+}
+
+/// The update path end to end, on what CI has (QEMU TCG): the 1.0 image boots slot A;
+/// `bundle install` of the 2.0 bundle (built from a project copy with the version bumped)
+/// makes it boot slot B with version 2.0; installing 1.0 again returns to slot A.
+@Suite(.serialized) struct BundleInstallBootTests {
+    @Test func installedUpdateBootsFromSlotB() throws {
+        guard QemuBootTests.tools() else { return }
+        let f: InstallFixture
+        do { f = try InstallFixture.get() } catch let s as InstallFixture.SkipFixture { print("SKIP: \(s.reason)"); return }
+        let (_, bundle2) = try f.versionTwo()
+        let tmp = try TempDir("install-boot")
+        let img = try f.copyImage("boot.img")
+        func boot(_ slot: String, _ version: String) throws {
+            var o = BootTest.Options(image: img, arch: "x86_64", logPath: tmp.sub("serial-\(slot)-\(version).log"), workDir: tmp.sub("work-\(slot)-\(version)"))
+            o.inPlace = true  // the init marks the slot good in this very image
+            o.expectSlot = slot
+            o.expectVersion = version
+            o.timeout = 600
+            let r = try BootTest.run(o)
+            print("install boot test (TCG): slot \(r.slot) version \(r.version) after \(String(format: "%.1f", r.seconds)) s; GRUB boots \(r.trace.grubBoots)")
+            #expect(r.slot == slot && r.version == version)
+            #expect(r.trace.failures.isEmpty, "\(r.trace.failures)")
+            #expect(r.trace.grubBoots == [slot])
+        }
+        try boot("A", "1.0")
+        let i1 = try f.install(bundle2, image: img)
+        #expect(i1.status == 0, "\(i1.stderrText)")
+        #expect(i1.stdoutText.contains("slot B is now primary (was booting A)"))
+        try boot("B", "2.0")
+        let env = try grubenv(img, scratch: tmp.path)
+        #expect(env["ORDER"] == "B A" && env["B_OK"] == "1" && env["B_TRY"] == "0", "after booting B: \(env)")
+        let i2 = try f.install(f.bundleV1, image: img)
+        #expect(i2.status == 0, "\(i2.stderrText)")
+        #expect(i2.stdoutText.contains("slot A is now primary (was booting B)"))
+        try boot("A", "1.0")
     }
 }
 
