@@ -1,4 +1,5 @@
 import Basics
+import Bootloader
 import Bundle
 import Foundation
 import OSBuildKit
@@ -297,12 +298,17 @@ private func partitionSHA(_ image: String, _ part: Part) throws -> String {
             #expect(r.stderrText.contains(message), "\(what): \(r.stderrText)")
             #expect(try SHA256.hexOfFile(at: img) == before, "\(what): image changed")
         }
-        // Unsupported bootloader kinds say so (board variant with U-Boot).
+        // A U-Boot board whose bootstate holds no valid environment, and a kind without a backend.
         let variant = f.project + "/boards/qemu-uboot.toml"
         try FileSystem.writeAtomically(variant, "inherit = \"qemu-x86-64\"\n[bootloader]\nkind = \"uboot\"\n")
         defer { unlink(variant) }
         let u = try f.install(f.bundleV2, image: img, ["--board", "qemu-uboot", "--compatible", "osbuild-qemu-x86-64"])
-        #expect(u.status == 1 && u.stderrText.contains("bootloader.kind = \"uboot\" is not supported by offline install yet"), "\(u.stderrText)")
+        #expect(u.status == 1 && u.stderrText.contains("U-Boot environment in partition bootstate: U-Boot environment CRC32"), "\(u.stderrText)")
+        let custom = f.project + "/boards/qemu-custom.toml"
+        try FileSystem.writeAtomically(custom, "inherit = \"qemu-x86-64\"\n[bootloader]\nkind = \"custom\"\n")
+        defer { unlink(custom) }
+        let c = try f.install(f.bundleV2, image: img, ["--board", "qemu-custom", "--compatible", "osbuild-qemu-x86-64"])
+        #expect(c.status != 0 && c.stderrText.contains("is not supported by offline install"), "\(c.stderrText)")
         #expect(try SHA256.hexOfFile(at: img) == before)
     }
 
@@ -329,6 +335,55 @@ private func partitionSHA(_ image: String, _ part: Part) throws -> String {
             #expect(e.description.contains("slot A stays inactive"))
         }
         #expect(try grubenv(img, scratch: f.dir.path) == ["ORDER": "B A", "A_OK": "0", "B_OK": "1", "A_TRY": "0", "B_TRY": "0"])
+    }
+}
+
+/// U-Boot backend: the qemu-x86-64 layout with bootloader.kind = "uboot" (a board
+/// variant) and RAUC's U-Boot variables on the bootstate partition; fw_printenv (libubootenv,
+/// what RAUC calls on the device) reads the result.
+@Suite(.serialized) struct BundleInstallUBootTests {
+    @Test func installSwitchesBootOrderInUBootEnvironment() throws {
+        guard TestEnv.oracle("fw_printenv", package: "libubootenv-tool") != nil else { return }
+        let f: InstallFixture
+        do { f = try InstallFixture.get() } catch let s as InstallFixture.SkipFixture { print("SKIP: \(s.reason)"); return }
+        let img = try f.copyImage("uboot.img")
+        let parts = try table(img).parts
+        let bootstate = try #require(parts["bootstate"])
+        let env = UBootEnvironment([("BOOT_ORDER", "A B"), ("BOOT_A_LEFT", "3"), ("BOOT_B_LEFT", "3"), ("bootdelay", "0")])
+        let fd = open(img, O_RDWR)
+        try PositionalIO.write(fd, try env.render(size: 0x4000), at: bootstate.start * 512, path: img)
+        close(fd)
+        let conf = try f.dir.write("fw_env.config", "\(img) 0x\(String(bootstate.start * 512, radix: 16)) 0x4000\n")
+        func printenv() throws -> [String: String] {
+            var out: [String: String] = [:]
+            for line in try sh(["fw_printenv", "-c", conf]).stdoutText.split(separator: "\n") {
+                let kv = line.split(separator: "=", maxSplits: 1).map(String.init)
+                if kv.count == 2 { out[kv[0]] = kv[1] }
+            }
+            return out
+        }
+        #expect(try printenv()["BOOT_ORDER"] == "A B")
+        let variant = f.project + "/boards/qemu-uboot-env.toml"
+        try FileSystem.writeAtomically(variant, "inherit = \"qemu-x86-64\"\n[bootloader]\nkind = \"uboot\"\n")
+        defer { unlink(variant) }
+        let args = ["--board", "qemu-uboot-env", "--compatible", "osbuild-qemu-x86-64"]
+        let r = try f.install(f.bundleV2, image: img, args)
+        #expect(r.status == 0, "\(r.stderrText)")
+        #expect(r.stdoutText.contains("U-Boot environment in partition bootstate: slot B is now primary (was booting A)"))
+        #expect(try printenv() == ["BOOT_ORDER": "B A", "BOOT_A_LEFT": "3", "BOOT_B_LEFT": "3", "bootdelay": "0"])
+        #expect(try partitionHolds(img, try #require(parts["system1"]), f.raucV2 + "/rootfs.img"))
+        // B used up its attempts (as the boot script counts): U-Boot boots A, so the next
+        // install targets B again; B was not good, so nothing is marked bad first.
+        try sh(["fw_setenv", "-c", conf, "BOOT_B_LEFT", "0"])
+        let r2 = try f.install(f.bundleV1, image: img, args)
+        #expect(r2.status == 0, "\(r2.stderrText)")
+        #expect(r2.stdoutText.contains("slot B is now primary (was booting A)"))
+        #expect(try printenv() == ["BOOT_ORDER": "B A", "BOOT_A_LEFT": "3", "BOOT_B_LEFT": "3", "bootdelay": "0"])
+        // A good target is taken out of BOOT_ORDER before writing; a corrupt payload leaves it there.
+        let opts = InstallOptions(board: try Project(root: f.project).loader.load("qemu-uboot-env"), keysDirectory: f.project + "/keys",
+                                  compatible: "osbuild-qemu-x86-64", reader: CorruptingReader(file: "rootfs.img"))
+        #expect(throws: InstallError.self) { try BundleInstaller.install(bundle: f.bundleV2, image: img, options: opts) }
+        #expect(try printenv() == ["BOOT_ORDER": "B", "BOOT_A_LEFT": "0", "BOOT_B_LEFT": "3", "bootdelay": "0"])
     }
 }
 
