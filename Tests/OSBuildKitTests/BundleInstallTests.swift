@@ -123,7 +123,7 @@ private func sh(_ args: [String], env: [String: String] = [:]) throws -> Subproc
     try Subprocess.run(args, environment: env)
 }
 
-private struct Part: Decodable {
+struct Part: Decodable {
     var start: UInt64
     var size: UInt64
     var name: String?
@@ -384,6 +384,69 @@ private func partitionSHA(_ image: String, _ part: Part) throws -> String {
                                   compatible: "osbuild-qemu-x86-64", reader: CorruptingReader(file: "rootfs.img"))
         #expect(throws: InstallError.self) { try BundleInstaller.install(bundle: f.bundleV2, image: img, options: opts) }
         #expect(try printenv() == ["BOOT_ORDER": "B", "BOOT_A_LEFT": "0", "BOOT_B_LEFT": "3", "bootdelay": "0"])
+    }
+}
+
+/// Tryboot backend on an MBR image with rpi5-64's layout (boot-control, boot-a/b, then
+/// logical system-a/b): slots by partition number, autoboot.txt rewritten in place and
+/// read back with mtools; fsck.vfat and sfdisk judge the result.
+@Suite(.serialized) struct BundleInstallTrybootTests {
+    @Test func installSwitchesAutobootPartition() throws {
+        guard TestEnv.oracle("mkfs.vfat", package: "dosfstools") != nil else { return }
+        let f: InstallFixture
+        do { f = try InstallFixture.get() } catch let s as InstallFixture.SkipFixture { print("SKIP: \(s.reason)"); return }
+        let tmp = try TempDir("tryboot")
+        let img = tmp.sub("rpi5.img")
+        try sh(["truncate", "-s", "820M", img])
+        _ = try Subprocess.run(["sfdisk", "-q", img], input: Array("""
+            label: dos
+            label-id: 0x5a1b2c3d
+            size=16M, type=c, bootable
+            size=128M, type=c
+            size=128M, type=c
+            type=5
+            size=256M, type=83
+            size=256M, type=83
+            size=16M, type=83
+
+            """.utf8))
+        let parts = try sh(["sfdisk", "--json", img]).stdoutText
+        struct Root: Decodable { struct T: Decodable { struct P: Decodable { var start: UInt64; var size: UInt64 }; var partitions: [P] }; var partitiontable: T }
+        let p = try JSONDecoder().decode(Root.self, from: Data(parts.utf8)).partitiontable.partitions
+        // boot-control: FAT with autoboot.txt selecting boot-a (#2), tryboot boot-b (#3).
+        let control = tmp.sub("control.vfat")
+        try sh(["truncate", "-s", "16M", control])
+        try sh(["mkfs.vfat", "-n", "CONTROL", control])
+        let auto = try tmp.write("autoboot.txt", try Autoboot(bootPartition: 2, trybootPartition: 3).render())
+        try sh(["mcopy", "-i", control, auto, "::/autoboot.txt"])
+        try sh(["dd", "if=\(control)", "of=\(img)", "bs=512", "seek=\(p[0].start)", "conv=notrunc,sparse", "status=none"])
+        // The update: a boot filesystem image and the rootfs.
+        let content = tmp.sub("content")
+        try FileSystem.makeDirectories(content)
+        try sh(["truncate", "-s", "8M", content + "/boot.vfat"])
+        try sh(["mkfs.vfat", "-n", "BOOT", content + "/boot.vfat"])
+        try sh(["cp", f.raucV2 + "/rootfs.img", content + "/rootfs.img"])
+        try FileSystem.writeAtomically(content + "/manifest.raucm", "[update]\ncompatible=osbuild-rpi5-64\nversion=2.0\n[bundle]\nformat=verity\n[image.boot]\nfilename=boot.vfat\n[image.rootfs]\nfilename=rootfs.img\n")
+        let bundle = tmp.sub("rpi5.raucb")
+        try InstallFixture.create(content, bundle, keys: f.project + "/keys")
+
+        let r = try f.install(bundle, image: img, ["--board", "rpi5-64"])
+        #expect(r.status == 0, "\(r.stderrText)")
+        #expect(r.stdoutText.contains("/autoboot.txt in partition #1: slot B is now primary (was booting A)"), "\(r.stdoutText)")
+        #expect(try sh(["sfdisk", "--json", img]).stdoutText == parts)
+        let back = tmp.sub("autoboot.back")
+        try sh(["mcopy", "-n", "-i", "\(img)@@\(p[0].start * 512)", "::/autoboot.txt", back])
+        let a = try Autoboot.parse(try FileSystem.readText(back))
+        #expect(a == Autoboot(bootPartition: 3, trybootPartition: 2))
+        #expect(try FileSystem.readText(back).contains("boot_partition=3"))
+        try sh(["dd", "if=\(img)", "of=\(control)", "bs=512", "skip=\(p[0].start)", "count=\(p[0].size)", "status=none"])
+        #expect(try Subprocess.run(["fsck.vfat", "-n", control], check: false).status == 0)
+        // boot-b is #3, system-b the second logical partition (#6, the 6th sfdisk entry).
+        #expect(try partitionHolds(img, Part(start: p[2].start, size: p[2].size), content + "/boot.vfat"))
+        #expect(try partitionHolds(img, Part(start: p[5].start, size: p[5].size), f.raucV2 + "/rootfs.img"))
+        // And back: A again.
+        let r2 = try f.install(bundle, image: img, ["--board", "rpi5-64"])
+        #expect(r2.stdoutText.contains("slot A is now primary (was booting B)"), "\(r2.stderrText)")
     }
 }
 
