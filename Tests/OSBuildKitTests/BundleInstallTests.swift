@@ -312,6 +312,20 @@ private func partitionSHA(_ image: String, _ part: Part) throws -> String {
         #expect(try SHA256.hexOfFile(at: img) == before)
     }
 
+    /// Two installs on one image would both pick the same target: the image is locked.
+    @Test func lockedImageIsRefused() throws {
+        let f: InstallFixture
+        do { f = try InstallFixture.get() } catch let s as InstallFixture.SkipFixture { print("SKIP: \(s.reason)"); return }
+        let img = try f.copyImage("locked.img")
+        let before = try SHA256.hexOfFile(at: img)
+        let fd = open(img, O_RDONLY)
+        defer { close(fd) }
+        #expect(flock(fd, LOCK_EX) == 0)
+        let r = try f.install(f.bundleV2, image: img)
+        #expect(r.status == 1 && r.stderrText.contains("locked by another process"), "\(r.stderrText)")
+        #expect(try SHA256.hexOfFile(at: img) == before)
+    }
+
     /// A payload that does not match the manifest is caught while copying: the slot is
     /// never switched. When the target was marked good, it is marked bad first (RAUC's
     /// order), so the bootloader keeps booting the other slot.

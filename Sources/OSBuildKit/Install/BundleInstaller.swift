@@ -105,6 +105,10 @@ public enum BundleInstaller {
         let fd = open(image, O_RDWR | O_CLOEXEC)
         guard fd >= 0 else { throw SystemError("open", path: image, errno: errno) }
         defer { close(fd) }
+        // One install at a time per image (a second one would pick the same target slot).
+        guard flock(fd, LOCK_EX | LOCK_NB) == 0 else {
+            throw InstallError(.image, "\(image): locked by another process (another install running?)")
+        }
         let opened = OpenImage(path: image, fd: fd, size: st.size, partitions: report.partitions)
         let slots = try board.map { try SlotMap.fromBoard($0) } ?? SlotMap.fromPartitionNames(report.partitions.compactMap(\.name), image: image)
         guard slots.bootnames.count == 2 else {
