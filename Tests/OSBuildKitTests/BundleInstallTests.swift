@@ -312,6 +312,19 @@ private func partitionSHA(_ image: String, _ part: Part) throws -> String {
         #expect(try SHA256.hexOfFile(at: img) == before)
     }
 
+    /// Same image + same bundle => byte-identical result (and the same allocation).
+    @Test func installIsReproducible() throws {
+        let f: InstallFixture
+        do { f = try InstallFixture.get() } catch let s as InstallFixture.SkipFixture { print("SKIP: \(s.reason)"); return }
+        let a = try f.copyImage("repro-a.img"), b = try f.copyImage("repro-b.img")
+        for img in [a, b] {
+            let r = try f.install(f.bundleV2, image: img)
+            #expect(r.status == 0, "\(r.stderrText)")
+        }
+        #expect(try SHA256.hexOfFile(at: a) == SHA256.hexOfFile(at: b))
+        #expect(try sh(["du", "-k", a]).stdoutText.split(separator: "\t").first == sh(["du", "-k", b]).stdoutText.split(separator: "\t").first)
+    }
+
     /// Two installs on one image would both pick the same target: the image is locked.
     @Test func lockedImageIsRefused() throws {
         let f: InstallFixture
