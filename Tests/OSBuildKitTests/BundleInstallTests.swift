@@ -1,4 +1,5 @@
 import Basics
+import Bootloader
 import Bundle
 import Foundation
 import OSBuildKit
@@ -36,7 +37,7 @@ final class InstallFixture: @unchecked Sendable {
         project = dir.sub("project")
         try FileSystem.makeDirectories(project)
         try sh(["cp", "-a", TestEnv.repoRoot + "/boards", TestEnv.repoRoot + "/overlay", project])
-        let dl = FileSystem.exists(TestEnv.repoRoot + "/dl") ? TestEnv.repoRoot + "/dl" : project + "/dl"
+        let dl = InstallFixture.downloadCache
         try sh([CLI.binary, "make", "qemu-x86-64", "-O", project + "/build"], env: ["OSBUILD_PROJECT": project, "OSBUILD_DL_CACHE": dl, "NO_COLOR": "1"])
         let stages = project + "/build/stages"
         image = stages + "/disk/osbuild_qemu-x86-64-1.0.img"
@@ -72,6 +73,34 @@ final class InstallFixture: @unchecked Sendable {
         try sh(["rauc", "extract", "--keyring", keyring, bundleV2, raucV2])
     }
 
+    static var downloadCache: String {
+        if let d = ProcessInfo.processInfo.environment["OSBUILD_DL_CACHE"], !d.isEmpty { return d }
+        return FileSystem.exists(TestEnv.repoRoot + "/dl") ? TestEnv.repoRoot + "/dl" : "/var/cache/osbuild/dl"
+    }
+
+    /// The same board built again from a project copy with os.version bumped to 2.0 and
+    /// the same keys: the bundle a real update would ship. Built on first use.
+    private let lock = NSLock()
+    private var v2: Swift.Result<(image: String, bundle: String), any Error>?
+    func versionTwo() throws -> (image: String, bundle: String) {
+        lock.lock()
+        defer { lock.unlock() }
+        if let v2 { return try v2.get() }
+        let r = Swift.Result { () throws -> (image: String, bundle: String) in
+            let p2 = dir.sub("project2")
+            try FileSystem.makeDirectories(p2)
+            try sh(["cp", "-a", project + "/boards", project + "/overlay", project + "/keys", p2])
+            let common = p2 + "/boards/common.toml"
+            let text = try FileSystem.readText(common)
+            guard text.contains("version = \"1.0\"") else { throw MessageError("\(common): no version = \"1.0\" to bump") }
+            try FileSystem.writeAtomically(common, text.replacingOccurrences(of: "version = \"1.0\"", with: "version = \"2.0\""))
+            try sh([CLI.binary, "make", "qemu-x86-64", "-O", p2 + "/build"], env: ["OSBUILD_PROJECT": p2, "OSBUILD_DL_CACHE": InstallFixture.downloadCache, "NO_COLOR": "1"])
+            return (p2 + "/build/stages/disk/osbuild_qemu-x86-64-2.0.img", p2 + "/build/stages/bundle/osbuild_qemu-x86-64-2.0.raucb")
+        }
+        v2 = r
+        return try r.get()
+    }
+
     static func create(_ content: String, _ out: String, keys: String) throws {
         try sh([CLI.binary, "bundle", "create", "--dev-keys", keys, content, out], env: ["NO_COLOR": "1"])
     }
@@ -94,7 +123,7 @@ private func sh(_ args: [String], env: [String: String] = [:]) throws -> Subproc
     try Subprocess.run(args, environment: env)
 }
 
-private struct Part: Decodable {
+struct Part: Decodable {
     var start: UInt64
     var size: UInt64
     var name: String?
@@ -269,12 +298,44 @@ private func partitionSHA(_ image: String, _ part: Part) throws -> String {
             #expect(r.stderrText.contains(message), "\(what): \(r.stderrText)")
             #expect(try SHA256.hexOfFile(at: img) == before, "\(what): image changed")
         }
-        // Unsupported bootloader kinds say so (board variant with U-Boot).
+        // A U-Boot board whose bootstate holds no valid environment, and a kind without a backend.
         let variant = f.project + "/boards/qemu-uboot.toml"
         try FileSystem.writeAtomically(variant, "inherit = \"qemu-x86-64\"\n[bootloader]\nkind = \"uboot\"\n")
         defer { unlink(variant) }
         let u = try f.install(f.bundleV2, image: img, ["--board", "qemu-uboot", "--compatible", "osbuild-qemu-x86-64"])
-        #expect(u.status == 1 && u.stderrText.contains("bootloader.kind = \"uboot\" is not supported by offline install yet"), "\(u.stderrText)")
+        #expect(u.status == 1 && u.stderrText.contains("U-Boot environment in partition bootstate: U-Boot environment CRC32"), "\(u.stderrText)")
+        let custom = f.project + "/boards/qemu-custom.toml"
+        try FileSystem.writeAtomically(custom, "inherit = \"qemu-x86-64\"\n[bootloader]\nkind = \"custom\"\n")
+        defer { unlink(custom) }
+        let c = try f.install(f.bundleV2, image: img, ["--board", "qemu-custom", "--compatible", "osbuild-qemu-x86-64"])
+        #expect(c.status != 0 && c.stderrText.contains("is not supported by offline install"), "\(c.stderrText)")
+        #expect(try SHA256.hexOfFile(at: img) == before)
+    }
+
+    /// Same image + same bundle => byte-identical result (and the same allocation).
+    @Test func installIsReproducible() throws {
+        let f: InstallFixture
+        do { f = try InstallFixture.get() } catch let s as InstallFixture.SkipFixture { print("SKIP: \(s.reason)"); return }
+        let a = try f.copyImage("repro-a.img"), b = try f.copyImage("repro-b.img")
+        for img in [a, b] {
+            let r = try f.install(f.bundleV2, image: img)
+            #expect(r.status == 0, "\(r.stderrText)")
+        }
+        #expect(try SHA256.hexOfFile(at: a) == SHA256.hexOfFile(at: b))
+        #expect(try sh(["du", "-k", a]).stdoutText.split(separator: "\t").first == sh(["du", "-k", b]).stdoutText.split(separator: "\t").first)
+    }
+
+    /// Two installs on one image would both pick the same target: the image is locked.
+    @Test func lockedImageIsRefused() throws {
+        let f: InstallFixture
+        do { f = try InstallFixture.get() } catch let s as InstallFixture.SkipFixture { print("SKIP: \(s.reason)"); return }
+        let img = try f.copyImage("locked.img")
+        let before = try SHA256.hexOfFile(at: img)
+        let fd = open(img, O_RDONLY)
+        defer { close(fd) }
+        #expect(flock(fd, LOCK_EX) == 0)
+        let r = try f.install(f.bundleV2, image: img)
+        #expect(r.status == 1 && r.stderrText.contains("locked by another process"), "\(r.stderrText)")
         #expect(try SHA256.hexOfFile(at: img) == before)
     }
 
@@ -301,6 +362,155 @@ private func partitionSHA(_ image: String, _ part: Part) throws -> String {
             #expect(e.description.contains("slot A stays inactive"))
         }
         #expect(try grubenv(img, scratch: f.dir.path) == ["ORDER": "B A", "A_OK": "0", "B_OK": "1", "A_TRY": "0", "B_TRY": "0"])
+    }
+}
+
+/// U-Boot backend: the qemu-x86-64 layout with bootloader.kind = "uboot" (a board
+/// variant) and RAUC's U-Boot variables on the bootstate partition; fw_printenv (libubootenv,
+/// what RAUC calls on the device) reads the result.
+@Suite(.serialized) struct BundleInstallUBootTests {
+    @Test func installSwitchesBootOrderInUBootEnvironment() throws {
+        guard TestEnv.oracle("fw_printenv", package: "libubootenv-tool") != nil else { return }
+        let f: InstallFixture
+        do { f = try InstallFixture.get() } catch let s as InstallFixture.SkipFixture { print("SKIP: \(s.reason)"); return }
+        let img = try f.copyImage("uboot.img")
+        let parts = try table(img).parts
+        let bootstate = try #require(parts["bootstate"])
+        let env = UBootEnvironment([("BOOT_ORDER", "A B"), ("BOOT_A_LEFT", "3"), ("BOOT_B_LEFT", "3"), ("bootdelay", "0")])
+        let fd = open(img, O_RDWR)
+        try PositionalIO.write(fd, try env.render(size: 0x4000), at: bootstate.start * 512, path: img)
+        close(fd)
+        let conf = try f.dir.write("fw_env.config", "\(img) 0x\(String(bootstate.start * 512, radix: 16)) 0x4000\n")
+        func printenv() throws -> [String: String] {
+            var out: [String: String] = [:]
+            for line in try sh(["fw_printenv", "-c", conf]).stdoutText.split(separator: "\n") {
+                let kv = line.split(separator: "=", maxSplits: 1).map(String.init)
+                if kv.count == 2 { out[kv[0]] = kv[1] }
+            }
+            return out
+        }
+        #expect(try printenv()["BOOT_ORDER"] == "A B")
+        let variant = f.project + "/boards/qemu-uboot-env.toml"
+        try FileSystem.writeAtomically(variant, "inherit = \"qemu-x86-64\"\n[bootloader]\nkind = \"uboot\"\n")
+        defer { unlink(variant) }
+        let args = ["--board", "qemu-uboot-env", "--compatible", "osbuild-qemu-x86-64"]
+        let r = try f.install(f.bundleV2, image: img, args)
+        #expect(r.status == 0, "\(r.stderrText)")
+        #expect(r.stdoutText.contains("U-Boot environment in partition bootstate: slot B is now primary (was booting A)"))
+        #expect(try printenv() == ["BOOT_ORDER": "B A", "BOOT_A_LEFT": "3", "BOOT_B_LEFT": "3", "bootdelay": "0"])
+        #expect(try partitionHolds(img, try #require(parts["system1"]), f.raucV2 + "/rootfs.img"))
+        // B used up its attempts (as the boot script counts): U-Boot boots A, so the next
+        // install targets B again; B was not good, so nothing is marked bad first.
+        try sh(["fw_setenv", "-c", conf, "BOOT_B_LEFT", "0"])
+        let r2 = try f.install(f.bundleV1, image: img, args)
+        #expect(r2.status == 0, "\(r2.stderrText)")
+        #expect(r2.stdoutText.contains("slot B is now primary (was booting A)"))
+        #expect(try printenv() == ["BOOT_ORDER": "B A", "BOOT_A_LEFT": "3", "BOOT_B_LEFT": "3", "bootdelay": "0"])
+        // A good target is taken out of BOOT_ORDER before writing; a corrupt payload leaves it there.
+        let opts = InstallOptions(board: try Project(root: f.project).loader.load("qemu-uboot-env"), keysDirectory: f.project + "/keys",
+                                  compatible: "osbuild-qemu-x86-64", reader: CorruptingReader(file: "rootfs.img"))
+        #expect(throws: InstallError.self) { try BundleInstaller.install(bundle: f.bundleV2, image: img, options: opts) }
+        #expect(try printenv() == ["BOOT_ORDER": "B", "BOOT_A_LEFT": "0", "BOOT_B_LEFT": "3", "bootdelay": "0"])
+    }
+}
+
+/// Tryboot backend on an MBR image with rpi5-64's layout (boot-control, boot-a/b, then
+/// logical system-a/b): slots by partition number, autoboot.txt rewritten in place and
+/// read back with mtools; fsck.vfat and sfdisk judge the result.
+@Suite(.serialized) struct BundleInstallTrybootTests {
+    @Test func installSwitchesAutobootPartition() throws {
+        guard TestEnv.oracle("mkfs.vfat", package: "dosfstools") != nil else { return }
+        let f: InstallFixture
+        do { f = try InstallFixture.get() } catch let s as InstallFixture.SkipFixture { print("SKIP: \(s.reason)"); return }
+        let tmp = try TempDir("tryboot")
+        let img = tmp.sub("rpi5.img")
+        try sh(["truncate", "-s", "820M", img])
+        _ = try Subprocess.run(["sfdisk", "-q", img], input: Array("""
+            label: dos
+            label-id: 0x5a1b2c3d
+            size=16M, type=c, bootable
+            size=128M, type=c
+            size=128M, type=c
+            type=5
+            size=256M, type=83
+            size=256M, type=83
+            size=16M, type=83
+
+            """.utf8))
+        let parts = try sh(["sfdisk", "--json", img]).stdoutText
+        struct Root: Decodable { struct T: Decodable { struct P: Decodable { var start: UInt64; var size: UInt64 }; var partitions: [P] }; var partitiontable: T }
+        let p = try JSONDecoder().decode(Root.self, from: Data(parts.utf8)).partitiontable.partitions
+        // boot-control: FAT with autoboot.txt selecting boot-a (#2), tryboot boot-b (#3).
+        let control = tmp.sub("control.vfat")
+        try sh(["truncate", "-s", "16M", control])
+        try sh(["mkfs.vfat", "-n", "CONTROL", control])
+        let auto = try tmp.write("autoboot.txt", try Autoboot(bootPartition: 2, trybootPartition: 3).render())
+        try sh(["mcopy", "-i", control, auto, "::/autoboot.txt"])
+        try sh(["dd", "if=\(control)", "of=\(img)", "bs=512", "seek=\(p[0].start)", "conv=notrunc,sparse", "status=none"])
+        // The update: a boot filesystem image and the rootfs.
+        let content = tmp.sub("content")
+        try FileSystem.makeDirectories(content)
+        try sh(["truncate", "-s", "8M", content + "/boot.vfat"])
+        try sh(["mkfs.vfat", "-n", "BOOT", content + "/boot.vfat"])
+        try sh(["cp", f.raucV2 + "/rootfs.img", content + "/rootfs.img"])
+        try FileSystem.writeAtomically(content + "/manifest.raucm", "[update]\ncompatible=osbuild-rpi5-64\nversion=2.0\n[bundle]\nformat=verity\n[image.boot]\nfilename=boot.vfat\n[image.rootfs]\nfilename=rootfs.img\n")
+        let bundle = tmp.sub("rpi5.raucb")
+        try InstallFixture.create(content, bundle, keys: f.project + "/keys")
+
+        let r = try f.install(bundle, image: img, ["--board", "rpi5-64"])
+        #expect(r.status == 0, "\(r.stderrText)")
+        #expect(r.stdoutText.contains("/autoboot.txt in partition #1: slot B is now primary (was booting A)"), "\(r.stdoutText)")
+        #expect(try sh(["sfdisk", "--json", img]).stdoutText == parts)
+        let back = tmp.sub("autoboot.back")
+        try sh(["mcopy", "-n", "-i", "\(img)@@\(p[0].start * 512)", "::/autoboot.txt", back])
+        let a = try Autoboot.parse(try FileSystem.readText(back))
+        #expect(a == Autoboot(bootPartition: 3, trybootPartition: 2))
+        #expect(try FileSystem.readText(back).contains("boot_partition=3"))
+        try sh(["dd", "if=\(img)", "of=\(control)", "bs=512", "skip=\(p[0].start)", "count=\(p[0].size)", "status=none"])
+        #expect(try Subprocess.run(["fsck.vfat", "-n", control], check: false).status == 0)
+        // boot-b is #3, system-b the second logical partition (#6, the 6th sfdisk entry).
+        #expect(try partitionHolds(img, Part(start: p[2].start, size: p[2].size), content + "/boot.vfat"))
+        #expect(try partitionHolds(img, Part(start: p[5].start, size: p[5].size), f.raucV2 + "/rootfs.img"))
+        // And back: A again.
+        let r2 = try f.install(bundle, image: img, ["--board", "rpi5-64"])
+        #expect(r2.stdoutText.contains("slot A is now primary (was booting B)"), "\(r2.stderrText)")
+    }
+}
+
+/// The update path end to end, on what CI has (QEMU TCG): the 1.0 image boots slot A;
+/// `bundle install` of the 2.0 bundle (built from a project copy with the version bumped)
+/// makes it boot slot B with version 2.0; installing 1.0 again returns to slot A.
+@Suite(.serialized) struct BundleInstallBootTests {
+    @Test func installedUpdateBootsFromSlotB() throws {
+        guard QemuBootTests.tools() else { return }
+        let f: InstallFixture
+        do { f = try InstallFixture.get() } catch let s as InstallFixture.SkipFixture { print("SKIP: \(s.reason)"); return }
+        let (_, bundle2) = try f.versionTwo()
+        let tmp = try TempDir("install-boot")
+        let img = try f.copyImage("boot.img")
+        func boot(_ slot: String, _ version: String) throws {
+            var o = BootTest.Options(image: img, arch: "x86_64", logPath: tmp.sub("serial-\(slot)-\(version).log"), workDir: tmp.sub("work-\(slot)-\(version)"))
+            o.inPlace = true  // the init marks the slot good in this very image
+            o.expectSlot = slot
+            o.expectVersion = version
+            o.timeout = 600
+            let r = try BootTest.run(o)
+            print("install boot test (TCG): slot \(r.slot) version \(r.version) after \(String(format: "%.1f", r.seconds)) s; GRUB boots \(r.trace.grubBoots)")
+            #expect(r.slot == slot && r.version == version)
+            #expect(r.trace.failures.isEmpty, "\(r.trace.failures)")
+            #expect(r.trace.grubBoots == [slot])
+        }
+        try boot("A", "1.0")
+        let i1 = try f.install(bundle2, image: img)
+        #expect(i1.status == 0, "\(i1.stderrText)")
+        #expect(i1.stdoutText.contains("slot B is now primary (was booting A)"))
+        try boot("B", "2.0")
+        let env = try grubenv(img, scratch: tmp.path)
+        #expect(env["ORDER"] == "B A" && env["B_OK"] == "1" && env["B_TRY"] == "0", "after booting B: \(env)")
+        let i2 = try f.install(f.bundleV1, image: img)
+        #expect(i2.status == 0, "\(i2.stderrText)")
+        #expect(i2.stdoutText.contains("slot A is now primary (was booting B)"))
+        try boot("A", "1.0")
     }
 }
 

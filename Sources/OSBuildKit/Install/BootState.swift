@@ -1,4 +1,5 @@
 import Basics
+import Boards
 import DiskImage
 
 /// The bootloader's A/B state inside a disk image, as RAUC's bootloader backends see it
@@ -29,19 +30,31 @@ public struct OpenImage {
     public func partition(named name: String) -> DiskReport.PartitionInfo? {
         partitions.first { $0.name == name }
     }
+
+    /// By number on MBR boards, else by GPT name.
+    public func partition(for slot: SlotMap.Slot) -> DiskReport.PartitionInfo? {
+        if let n = slot.number { return partitions.first { $0.number == n } }
+        return partition(named: slot.partition)
+    }
 }
 
 public enum BootStateBackends {
     /// `kind` is the board's bootloader.kind, or nil to detect it from the image.
-    static func open(kind: String?, image: OpenImage, tries: Int?) throws -> any BootStateBackend {
+    static func open(kind: String?, image: OpenImage, tries: Int?, board: Board?, slots: SlotMap) throws -> any BootStateBackend {
         switch kind {
         case "grub"?:
             return try GrubEnvBootState(image: image, tries: tries)
+        case "uboot"?:
+            return try UBootEnvBootState(image: image, board: board, tries: tries)
+        case "tryboot"?:
+            return try TrybootBootState(image: image, slots: slots)
         case nil:
             if let g = try? GrubEnvBootState(image: image, tries: tries) { return g }
-            throw InstallError(.bootloader, "\(image.path): no bootloader environment found (looked for /grub/grubenv in the FAT boot partition); pass --board to name the bootloader")
+            if let u = try? UBootEnvBootState(image: image, board: nil, tries: tries) { return u }
+            if let t = try? TrybootBootState(image: image, slots: slots) { return t }
+            throw InstallError(.bootloader, "\(image.path): no bootloader state found (looked for /grub/grubenv on a FAT boot partition, a U-Boot environment on partition 'bootstate', /autoboot.txt); pass --board to name the bootloader")
         case let k?:
-            throw InstallError(.bootloader, "\(image.path): bootloader.kind = \"\(k)\" is not supported by offline install yet (supported: grub); the image is unchanged")
+            throw InstallError(.bootloader, "\(image.path): bootloader.kind = \"\(k)\" is not supported by offline install (supported: grub, uboot, tryboot); the image is unchanged")
         }
     }
 }

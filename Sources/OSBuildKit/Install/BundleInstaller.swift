@@ -99,19 +99,23 @@ public enum BundleInstaller {
         let st = try FileSystem.stat(image)
         guard st.isRegular else { throw InstallError(.image, "\(image): not a regular file (offline install writes disk image files)") }
         let report = try DiskInspector.inspect(image)
-        guard report.table == "gpt" else {
-            throw InstallError(.image, "\(image): partition table is \(report.table ?? "missing"); offline install finds slots by GPT partition name")
+        guard report.table == "gpt" || (report.table == "dos" && board?.string("disk.table") == "mbr") else {
+            throw InstallError(.image, "\(image): partition table is \(report.table ?? "missing"); offline install finds slots by GPT partition name (MBR images need --board)")
         }
         let fd = open(image, O_RDWR | O_CLOEXEC)
         guard fd >= 0 else { throw SystemError("open", path: image, errno: errno) }
         defer { close(fd) }
+        // One install at a time per image (a second one would pick the same target slot).
+        guard flock(fd, LOCK_EX | LOCK_NB) == 0 else {
+            throw InstallError(.image, "\(image): locked by another process (another install running?)")
+        }
         let opened = OpenImage(path: image, fd: fd, size: st.size, partitions: report.partitions)
         let slots = try board.map { try SlotMap.fromBoard($0) } ?? SlotMap.fromPartitionNames(report.partitions.compactMap(\.name), image: image)
         guard slots.bootnames.count == 2 else {
             throw InstallError(.slots, "\(slots.source): need two slot groups (A and B), found \(slots.bootnames.isEmpty ? "none" : slots.bootnames.joined(separator: ", "))")
         }
         let tries = board.map { Int($0.integer("bootloader.tries") ?? 3) }
-        let backend = try BootStateBackends.open(kind: board?.string("bootloader.kind"), image: opened, tries: tries)
+        let backend = try BootStateBackends.open(kind: board?.string("bootloader.kind"), image: opened, tries: tries, board: board, slots: slots)
         let booted = try backend.bootSlot()
         guard slots.bootnames.contains(booted), let target = slots.bootnames.first(where: { $0 != booted }) else {
             throw InstallError(.slots, "\(backend.description) boots slot \(booted), which is not one of the slots \(slots.bootnames.joined(separator: ", ")) of \(slots.source)")
@@ -141,8 +145,8 @@ public enum BundleInstaller {
                 let classes = Array(Set(slots.slots.map(\.slotClass))).sorted().joined(separator: ", ")
                 throw InstallError(.slots, "\(bundle): no target slot for [\(img.groupName)]: slot class '\(img.slotClass)' has no slot \(target) in \(slots.source) (classes: \(classes))")
             }
-            guard let p = opened.partition(named: slot.partition) else {
-                throw InstallError(.slots, "\(image): slot \(img.slotClass) \(target) is partition '\(slot.partition)', which the GPT does not have")
+            guard let p = opened.partition(for: slot) else {
+                throw InstallError(.slots, "\(image): slot \(img.slotClass) \(target) is partition '\(slot.partition)'\(slot.number.map { " (#\($0))" } ?? ""), which the partition table does not have")
             }
             guard size <= p.size else {
                 throw InstallError(.size, "\(bundle): image '\(filename)' [\(img.groupName)] is \(size) bytes, larger than partition \(slot.partition) of \(image) (\(p.size) bytes)")

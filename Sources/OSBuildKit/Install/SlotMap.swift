@@ -9,7 +9,11 @@ public struct SlotMap: Sendable, Equatable {
     public struct Slot: Sendable, Equatable {
         public var slotClass: String
         public var bootname: String
+        /// GPT partition name (the board's partition name on MBR, for messages).
         public var partition: String
+        /// Set on MBR boards (no names): the partition number, as system.conf's
+        /// /dev/disk/by-partuuid/<signature>-<nn> addresses it.
+        public var number: Int?
     }
     public var slots: [Slot]
     /// Where the map came from, for messages.
@@ -28,6 +32,7 @@ public struct SlotMap: Sendable, Equatable {
         guard let conf = try RaucIntegration.systemConf(for: b) else {
             throw InstallError(.slots, "\(b.file): board \(b.id) has no A/B slots (no partition with slot = \"A\"/\"B\" named kernel*, system*, rootfs* or boot*, or bootloader.kind = \"none\")")
         }
+        let parts = try BoardPartitions(board: b)
         var out: [Slot] = []
         for s in conf.slots {
             var cur = s
@@ -38,10 +43,8 @@ public struct SlotMap: Sendable, Equatable {
                 cur = p
                 seen += 1
             }
-            guard let bootname = cur.bootname else { continue }
-            let prefix = "/dev/disk/by-partlabel/"
-            guard s.device.hasPrefix(prefix) else { continue }
-            out.append(Slot(slotClass: s.slotClass, bootname: bootname, partition: String(s.device.dropFirst(prefix.count))))
+            guard let bootname = cur.bootname, let e = parts.entries.first(where: { $0.devicePath == s.device }) else { continue }
+            out.append(Slot(slotClass: s.slotClass, bootname: bootname, partition: e.name, number: parts.table == "mbr" ? e.number : nil))
         }
         return SlotMap(slots: out, source: "board \(b.id) (\(b.file))")
     }
