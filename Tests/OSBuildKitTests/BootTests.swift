@@ -225,4 +225,42 @@ final class BuiltQemuImage: @unchecked Sendable {
         #expect(after["B_TRY"] == String(tries) && after["A_TRY"] == "0" && after["ORDER"] == "B A", "\(after)")
         try Self.fsckESP(img, tmp: tmp)
     }
+
+    /// The failure paths: a timeout names the phase reached and keeps the log (exit 1);
+    /// the marker with another slot than expected is exit 4.
+    @Test func timeoutAndUnexpectedSlotAreReported() throws {
+        guard Self.tools() else { return }
+        let (board, image) = try BuiltQemuImage.shared.get()
+        let tmp = try TempDir("boot-fail")
+        var o = BootTest.Options(image: image, arch: board.arch, logPath: tmp.sub("serial.log"), workDir: tmp.sub("work"))
+        o.timeout = 2.5
+        let timeout = try #require(throws: BootTest.Failure.self) { try BootTest.run(o) }
+        #expect(timeout.exitCode == 1)
+        #expect(timeout.trace.phase < .booted)
+        #expect(timeout.description.contains("timeout") && timeout.description.contains("last boot phase reached: "))
+        #expect(timeout.description.contains("serial log: \(tmp.sub("serial.log"))") && FileSystem.exists(tmp.sub("serial.log")))
+        o.timeout = 300
+        o.expectSlot = "B"
+        let wrong = try #require(throws: BootTest.Failure.self) { try BootTest.run(o) }
+        #expect(wrong.exitCode == 4)
+        #expect(wrong.reason == "booted slot A, expected slot B")
+        #expect(wrong.trace.phase == .booted)
+    }
+}
+
+@Suite struct BootTestCLITests {
+    @Test func helpDocumentsExitCodesAndArgumentsAreChecked() throws {
+        let help = try CLI.run(["test", "boot", "--help"], project: TestEnv.repoRoot)
+        for s in ["Exit status: 0 booted", "4 marker reached with another slot", "--expect-slot", "--accel", "--timeout"] {
+            #expect(help.stdoutText.replacingOccurrences(of: "\n", with: " ").replacingOccurrences(of: "  ", with: " ").contains(s), "help lacks \(s)")
+        }
+        let bad = try CLI.run(["test", "boot", "qemu-x86-64", "--expect-slot", "C"], project: TestEnv.repoRoot, check: false)
+        #expect(bad.status == 2 && bad.stderrText.contains("--expect-slot must be A or B"))
+        let missing = try CLI.run(["test", "boot", "qemu-x86-64", "--image", "/nonexistent/x.img", "-O", "/tmp/osbuild-unused-boot"],
+                                  project: TestEnv.repoRoot, check: false)
+        #expect(missing.status == 3 && missing.stderrText.contains("/nonexistent/x.img"), "\(missing.stderrText)")
+        let tmp = try CLI.project()
+        let none = try CLI.run(["artifacts", "t"], project: tmp.path, check: false)
+        #expect(none.status == 1 && none.stderrText.contains("no disk image built yet"))
+    }
 }
