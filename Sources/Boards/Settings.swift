@@ -189,7 +189,9 @@ public enum BoardSettings {
         Setting("disk.id", .string, "Disk GUID (GPT) or 32-bit MBR signature (0x...)."),
         Setting("disk.partition", .records(fields: partitionFields), "Partitions in table order ([[disk.partition]])."),
         Setting("disk.raw", .records(fields: rawFields), "Raw blobs at fixed offsets outside partitions ([[disk.raw]])."),
-        Setting("disk.formats", .stringList, default: .list(["img", "bmap"]), "Outputs: img, bmap, img.xz, zip, qcow2, vmdk, vdi, vhdx."),
+        Setting("disk.formats", .stringList, default: .list(["img", "bmap"]), "Outputs: img, bmap, img.xz, zip, qcow2, vmdk, vdi, vhdx, ova."),
+        Setting("disk.vm-cpus", .integer, default: .integer(2), "Virtual CPUs declared in the .ova appliance."),
+        Setting("disk.vm-memory", .size, default: .string("1G"), "Memory declared in the .ova appliance."),
 
         Setting("bundle.compatible", .string, "RAUC compatible string; default <os-id>-<board>."),
         Setting("bundle.format", .choice(["plain", "verity"]), default: .string("verity"), "RAUC bundle format."),

@@ -89,7 +89,9 @@ public enum GrubEnv {
         }
         var vars: [(String, String)] = []
         for line in String(decoding: bytes.dropFirst(header.utf8.count), as: UTF8.self).split(separator: "\n") {
-            if line.hasPrefix("#") { break }
+            // Comment lines (grub-editenv 2.12 writes a "# WARNING" line) and the final
+            // run of padding are skipped, as GRUB's own reader does.
+            if line.hasPrefix("#") { continue }
             guard let eq = line.firstIndex(of: "=") else { continue }
             vars.append((String(line[..<eq]), String(line[line.index(after: eq)...])))
         }

@@ -52,3 +52,20 @@ enum RaucIntegration {
         try tree.insert("/etc/rauc/keyring.pem", .file(.bytes(Array(keyring.utf8)), mtime: mtime))
     }
 }
+
+extension RaucIntegration {
+    /// The keyring a device built from this board trusts (same rule as `install`), for
+    /// verifying bundles offline. Never generates keys: without the board's certificate
+    /// or the project's development CA there is nothing to trust.
+    static func keyring(for b: Board, keysDir: String) throws -> String {
+        let release = b.string("os.deployment") == "production"
+        let releaseCerts = b.string("bundle.cert").map { [b.resolvePath($0)] } ?? []
+        let devCA = DevelopmentKeys.Paths(directory: keysDir).caCert
+        let hasDev = FileSystem.exists(devCA)
+        if releaseCerts.isEmpty && (release || !hasDev) {
+            throw MessageError("\(b.file): no keyring for board \(b.id): no bundle.cert" + (release ? " (production board)" : " and no development CA at \(devCA)") + "; pass --keyring PEM",
+                               exitCode: ExitStatus.usage)
+        }
+        return try Keyring.assemble(releaseCertificates: releaseCerts, developmentCertificate: hasDev ? devCA : nil, release: release)
+    }
+}
