@@ -38,6 +38,15 @@ import TestSupport
         #expect(t.reachedAt[.grub] == 10 && t.reachedAt[.booted] == 11)
     }
 
+    @Test func firmwareShellMeansNoBootableDisk() {
+        var t = BootTrace()
+        t.feed("BdsDxe: failed to load Boot0001 \"UEFI Misc Device\" from PciRoot(0x0)/Pci(0x1,0x0): Not Found")
+        #expect(!t.firmwareShell)
+        t.feed("BdsDxe: starting Boot0002 \"EFI Internal Shell\" from Fv(64074AFE-340A-4BE6-94BA-91B5B4D0F71E)")
+        #expect(t.firmwareShell && t.phase == .firmware)
+        #expect(t.phaseDescription.contains("no bootable EFI loader"))
+    }
+
     @Test func cleanDropsEscapesAndControlCharacters() {
         #expect(BootTrace.clean("\u{1B}[0m\u{1B}[30m\u{1B}[47mWelcome to GRUB!\r") == "Welcome to GRUB!")
         #expect(BootTrace.clean("a\tb\u{7}c") == "a\tbc")
