@@ -182,6 +182,10 @@ public enum BoardSettings {
 
         Setting("bootloader.kind", .choice(["grub", "uboot", "tryboot", "custom", "none"]), default: .string("none"), "Boot mechanism and A/B switching backend."),
         Setting("bootloader.tries", .integer, default: .integer(3), "Boot attempts of a new slot before falling back."),
+        Setting("bootloader.firmware-dir", .path, "Raspberry Pi: directory with the firmware blobs (start4.elf, fixup4.dat, ...); default: $OSBUILD_RPI_FIRMWARE."),
+        Setting("bootloader.firmware", .stringList, "Raspberry Pi: firmware files copied from firmware-dir into the boot partition (all required)."),
+        Setting("bootloader.dtbs", .stringList, "Device trees copied into the boot partition: globs under the kernel's dtbs directory (e.g. broadcom/bcm2711-*.dtb)."),
+        Setting("bootloader.config", .stringMap, "Raspberry Pi: extra config.txt settings (key = value), after the generated ones."),
 
         Setting("disk.table", .choice(["gpt", "mbr", "hybrid"]), default: .string("gpt"), "Partition table type."),
         Setting("disk.size", .size, "Disk image size; default: computed from the partitions."),

@@ -8,15 +8,19 @@ import StageRunner
 /// Bootloader files. GRUB EFI (x86_64, aarch64): BOOTX64.EFI / BOOTAA64.EFI made with
 /// grub-mkimage from Debian's grub-efi-*-bin modules (fetched like any apt input), a
 /// grub.cfg that picks slot A or B from grubenv, and the initial grubenv (written natively).
-/// U-Boot and Raspberry Pi tryboot are later work (issue 9).
+/// U-Boot (Raspberry Pi) and Pi firmware tryboot: RaspberryPiBoot.swift.
 enum BootloaderStage {
     static let kind = StageKind(
         name: "bootloader", summary: "bootloader files and A/B environment",
         applies: { $0.string("bootloader.kind") != "none" },
         make: { ctx in
             let b = ctx.board
-            guard b.string("bootloader.kind") == "grub" else {
-                return .placeholder(name: "bootloader", summary: "bootloader", reason: "\(b.string("bootloader.kind") ?? "") bootloader (issue 9)")
+            switch b.string("bootloader.kind") {
+            case "grub": break
+            case "uboot": return try UBootBoot.stage(ctx)
+            case "tryboot": return try TrybootBoot.stage(ctx)
+            default:
+                return .placeholder(name: "bootloader", summary: "bootloader", reason: "\(b.string("bootloader.kind") ?? "") bootloader")
             }
             let target = try GrubTarget(arch: b.arch)
             let slots = try SlotLayout(board: b)

@@ -148,8 +148,10 @@ enum DiskStage {
             guard let f = r["file"]?.string, let off = r["offset"]?.integer else { continue }
             raws.append(RawWrite(name: "raw\(i)", offset: UInt64(off), source: .file(try resolve(f))))
         }
+        // MBR with more than four partitions: slot 4 is the extended partition (as
+        // genimage does; BoardPartitions numbers the logical ones 5, 6, ... accordingly).
         return DiskLayout(size: b.integer("disk.size").map { UInt64($0) }, table: table,
                           alignment: UInt64(b.integer("disk.alignment") ?? 1 << 20), diskGUID: diskGUID, mbrSignature: signature,
-                          partitions: parts, rawWrites: raws)
+                          extendedPartition: table == .mbr ? .automatic : .none, partitions: parts, rawWrites: raws)
     }
 }
