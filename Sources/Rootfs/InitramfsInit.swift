@@ -2,8 +2,8 @@ import Basics
 
 /// The initramfs `/init`: a busybox shell script generated from the board's resolved
 /// modules. It mounts the API filesystems, loads the modules in dependency order, waits
-/// for the partition named by `root=` (PARTLABEL=, PARTUUID-less: no udev, so it reads
-/// PARTNAME from /sys/class/block/*/uevent), mounts it read-only and switch_roots into
+/// for the partition named by `root=` (no udev: PARTLABEL= from PARTNAME in
+/// /sys/class/block/*/uevent, MBR PARTUUID= from the disk signature and partition number), mounts it read-only and switch_roots into
 /// `/sbin/init`. Every step prints an `osbuild-initramfs:` line so a failed boot names the
 /// step it reached; any failure prints the reason and reboots after a short delay, so the
 /// bootloader's try counter can fall back to the other slot.
@@ -85,7 +85,8 @@ public enum InitramfsInit {
             done
             [ -n "$root" ] || fail "no root= on the kernel command line: $(cat /proc/cmdline)"
 
-            # Prints the device node for PARTLABEL=NAME or /dev/NODE once it exists.
+            # Prints the device node for PARTLABEL=NAME (GPT), PARTUUID=SSSSSSSS-NN (MBR) or
+            # /dev/NODE once it exists.
             find_root() {
               case "$1" in
                 PARTLABEL=*)
@@ -99,6 +100,18 @@ public enum InitramfsInit {
                     if [ "$name" = "$want" ] && [ -n "$dev" ] && [ -b "/dev/$dev" ]; then echo "/dev/$dev"; return 0; fi
                   done
                   return 1 ;;
+                PARTUUID=*)
+                  # MBR disks: <disk signature>-<partition number>, both hex (what Linux shows).
+                  want=$(echo "${1#PARTUUID=}" | tr 'A-F' 'a-f')
+                  for u in /sys/class/block/*/partition; do
+                    [ -e "$u" ] || continue
+                    d=${u%/partition}; name=${d##*/}
+                    disk=$(readlink -f "$d/.."); disk=${disk##*/}
+                    [ -b "/dev/$disk" ] && [ -b "/dev/$name" ] || continue
+                    sig=$(dd if="/dev/$disk" bs=1 skip=440 count=4 2>/dev/null | hexdump -e '1/4 "%08x"')
+                    if [ "$sig-$(printf %02x "$(cat "$u")")" = "$want" ]; then echo "/dev/$name"; return 0; fi
+                  done
+                  return 1 ;;
                 /dev/*) [ -b "$1" ] && echo "$1" ;;
                 *) return 2 ;;
               esac
@@ -107,7 +120,7 @@ public enum InitramfsInit {
             ticks=$((wait * 4)); dev=""
             while :; do
               dev=$(find_root "$root"); rc=$?
-              [ $rc -eq 2 ] && fail "root=$root: only PARTLABEL=NAME and /dev/NODE are supported"
+              [ $rc -eq 2 ] && fail "root=$root: only PARTLABEL=NAME, PARTUUID=SSSSSSSS-NN (MBR) and /dev/NODE are supported"
               [ -n "$dev" ] && break
               ticks=$((ticks - 1))
               [ $ticks -gt 0 ] || fail "root partition $root did not appear within ${wait} s; block devices: $(ls /sys/class/block | tr '\\n' ' ')"

@@ -72,12 +72,16 @@ import TestSupport
     }
 }
 
-/// Builds qemu-x86-64 once (into a temp -O dir) for the boot tests below.
-final class BuiltQemuImage: @unchecked Sendable {
-    static let shared = BuiltQemuImage()
+/// Builds a board once per test run (into a temp -O dir) for the boot tests below.
+final class BuiltImage: @unchecked Sendable {
+    static let qemu = BuiltImage("qemu-x86-64")
+    static let aarch64 = BuiltImage("generic-aarch64")
+    let boardID: String
     private let lock = NSLock()
     private var result: Swift.Result<(board: Board, image: String), any Error>?
     private var dir: TempDir?
+
+    init(_ boardID: String) { self.boardID = boardID }
 
     func get() throws -> (board: Board, image: String) {
         lock.lock()
@@ -87,14 +91,15 @@ final class BuiltQemuImage: @unchecked Sendable {
             let tmp = try TempDir("boot-build")
             dir = tmp
             let project = Project(root: TestEnv.repoRoot)
-            let board = try project.loader.load("qemu-x86-64")
+            let board = try project.loader.load(boardID)
             let bd = project.buildDirectory(board: board.id, override: tmp.sub("out"))
-            let dl = ProcessInfo.processInfo.environment["OSBUILD_DL_CACHE"] ?? "/var/cache/osbuild/dl"
-            let runner = try StageRunner(stages: try Pipeline.stages(for: board, project: project, buildDir: bd), buildDir: bd, downloadCache: dl)
+            // The same download cache as the shipped-board build tests.
+            let runner = try StageRunner(stages: try Pipeline.stages(for: board, project: project, buildDir: bd), buildDir: bd,
+                                         downloadCache: ShippedBoardBuildTests.downloadCache)
             let start = Date()
             let summary = try runner.run(RunOptions())
-            print("boot tests: built qemu-x86-64 in \(String(format: "%.1f", Date().timeIntervalSince(start))) s")
-            if summary.failed { throw MessageError("building qemu-x86-64 failed: \(summary.results.map { "\($0.name): \($0.outcome)" })") }
+            print("boot tests: built \(boardID) in \(String(format: "%.1f", Date().timeIntervalSince(start))) s")
+            if summary.failed { throw MessageError("building \(boardID) failed: \(summary.results.map { "\($0.name): \($0.outcome)" })") }
             return (board, bd.outputDir("disk") + "/" + board.artifactName("img"))
         }
         result = r
@@ -162,7 +167,7 @@ final class BuiltQemuImage: @unchecked Sendable {
 
     @Test func defaultBoardBootsToTheMarkerInSlotA() throws {
         guard Self.tools() else { return }
-        let (board, image) = try BuiltQemuImage.shared.get()
+        let (board, image) = try BuiltImage.qemu.get()
         let tmp = try TempDir("boot-a")
         var o = BootTest.Options(image: image, arch: board.arch, logPath: tmp.sub("serial.log"), workDir: tmp.sub("work"))
         o.expectSlot = "A"
@@ -191,7 +196,7 @@ final class BuiltQemuImage: @unchecked Sendable {
 
     @Test func brokenSlotBFallsBackToAAfterItsTries() throws {
         guard Self.tools() else { return }
-        let (board, image) = try BuiltQemuImage.shared.get()
+        let (board, image) = try BuiltImage.qemu.get()
         let tries = Int(board.integer("bootloader.tries") ?? 3)
         let tmp = try TempDir("boot-fallback")
         let img = tmp.sub("fallback.img")
@@ -240,7 +245,7 @@ final class BuiltQemuImage: @unchecked Sendable {
     /// version 2.0 and marks itself good.
     @Test func installedUpdateBootsSlotBWithTheNewVersion() throws {
         guard Self.tools() else { return }
-        let (board, image) = try BuiltQemuImage.shared.get()
+        let (board, image) = try BuiltImage.qemu.get()
         let tmp = try TempDir("boot-update")
         let project = tmp.sub("project")
         try FileSystem.makeDirectories(project)
@@ -254,8 +259,8 @@ final class BuiltQemuImage: @unchecked Sendable {
         let board2 = try p2.loader.load("qemu-x86-64")
         #expect(board2.version == "2.0" && board2.compatible == board.compatible)
         let bd2 = p2.buildDirectory(board: board2.id, override: tmp.sub("out2"))
-        let dl = ProcessInfo.processInfo.environment["OSBUILD_DL_CACHE"] ?? "/var/cache/osbuild/dl"
-        let runner = try StageRunner(stages: try Pipeline.stages(for: board2, project: p2, buildDir: bd2), buildDir: bd2, downloadCache: dl)
+        let runner = try StageRunner(stages: try Pipeline.stages(for: board2, project: p2, buildDir: bd2), buildDir: bd2,
+                                     downloadCache: ShippedBoardBuildTests.downloadCache)
         let summary = try runner.run(restrictedTo: "bundle")
         #expect(!summary.failed)
         let bundle = bd2.outputDir("bundle") + "/" + board2.artifactName("raucb")
@@ -280,11 +285,33 @@ final class BuiltQemuImage: @unchecked Sendable {
         try Self.fsckESP(img, tmp: tmp)
     }
 
+    /// generic-aarch64 (inherits qemu-x86-64's layout, GRUB EFI for arm64) under
+    /// qemu-system-aarch64 -M virt with AAVMF, TCG.
+    @Test func genericAarch64BootsToTheMarker() throws {
+        guard Self.tools(), TestEnv.oracle("qemu-system-aarch64", package: "qemu-system-arm") != nil else { return }
+        guard FileSystem.exists("/usr/share/AAVMF/AAVMF_CODE.fd") else {
+            if TestEnv.isCI { Issue.record("/usr/share/AAVMF missing: CI must install qemu-efi-aarch64") } else { print("SKIP: qemu-efi-aarch64 is not installed") }
+            return
+        }
+        let (board, image) = try BuiltImage.aarch64.get()
+        let tmp = try TempDir("boot-arm")
+        var o = BootTest.Options(image: image, arch: board.arch, logPath: tmp.sub("serial.log"), workDir: tmp.sub("work"))
+        o.expectSlot = "A"
+        o.expectVersion = board.version
+        o.timeout = 400
+        let r = try BootTest.run(o)
+        print("boot test aarch64 (TCG): slot \(r.slot) version \(r.version) marker after \(String(format: "%.1f", r.seconds)) s")
+        #expect(r.trace.grubBoots == ["A"] && r.poweredOff)
+        let raw = tmp.sub("after.img")
+        _ = try Subprocess.run(["qemu-img", "convert", "-O", "raw", r.disk, raw])
+        #expect(try Self.grubenv(raw, tmp: tmp)["A_TRY"] == "0")
+    }
+
     /// The failure paths: a timeout names the phase reached and keeps the log (exit 1);
     /// the marker with another slot than expected is exit 4.
     @Test func timeoutAndUnexpectedSlotAreReported() throws {
         guard Self.tools() else { return }
-        let (board, image) = try BuiltQemuImage.shared.get()
+        let (board, image) = try BuiltImage.qemu.get()
         let tmp = try TempDir("boot-fail")
         var o = BootTest.Options(image: image, arch: board.arch, logPath: tmp.sub("serial.log"), workDir: tmp.sub("work"))
         o.timeout = 2.5
