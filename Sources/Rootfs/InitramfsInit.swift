@@ -68,6 +68,7 @@ public enum InitramfsInit {
             for m in $MODULES; do
               out=$(insmod "/lib/modules/$KVER/$m" 2>&1) || case "$out" in
                 *"File exists"*) ;;
+                *"No such device"*) msg "skipped $m (no matching device or CPU feature)" ;;
                 *) msg "warning: insmod $m: $out" ;;
               esac
               n=$((n + 1))

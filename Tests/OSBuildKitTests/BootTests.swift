@@ -307,6 +307,45 @@ final class BuiltImage: @unchecked Sendable {
         #expect(try Self.grubenv(raw, tmp: tmp)["A_TRY"] == "0")
     }
 
+    /// The initramfs finds an MBR root by PARTUUID (disk signature + partition number, as
+    /// the Pi boards' cmdline.txt names it): the built kernel + initramfs boot directly
+    /// (-kernel/-initrd) from a DOS-labelled disk whose partition 2 holds the rootfs image.
+    @Test func initramfsFindsAnMBRRootByPartUUID() throws {
+        guard Self.tools() else { return }
+        let (board, image) = try BuiltImage.qemu.get()
+        let stages = FileSystem.dirname(FileSystem.dirname(image))
+        let tmp = try TempDir("boot-mbr")
+        let disk = tmp.sub("mbr.img")
+        _ = try Subprocess.run(["truncate", "-s", "64M", disk])
+        _ = try Subprocess.run(["sfdisk", "-q", disk], input: Array("label: dos\nlabel-id: 0x1a2b3c4d\n,4M\n,40M\n".utf8))
+        let part2 = try #require(try Self.partitionsByNumber(disk)[2])
+        _ = try Subprocess.run(["dd", "if=\(stages)/rootfs-image/rootfs.img", "of=\(disk)", "bs=1M", "seek=\(part2 / 1_048_576)",
+                                "conv=notrunc", "status=none"])
+        let log = tmp.sub("serial.log")
+        let r = try Subprocess.run(["timeout", "180", "qemu-system-x86_64", "-nodefaults", "-display", "none", "-monitor", "none", "-M", "q35",
+                                    "-m", "512", "-no-reboot", "-kernel", stages + "/kernel/vmlinuz", "-initrd", stages + "/initramfs/initramfs.img",
+                                    "-append", "console=ttyS0 root=PARTUUID=1A2B3C4D-02 rauc.slot=A panic=5",
+                                    "-drive", "if=none,id=d,format=raw,file=\(disk)", "-device", "virtio-blk-pci,drive=d",
+                                    "-serial", "file:\(log)"], check: false)
+        let text = try FileSystem.readText(log)
+        #expect(r.status == 0, "QEMU did not power off: \(r.status)")
+        #expect(text.contains("osbuild-initramfs: root PARTUUID=1A2B3C4D-02 is /dev/vda2"), "\(text.suffix(2000))")
+        #expect(text.contains("osbuild-rootfs: no partition named boot with grub/grubenv: slot A not marked good"))
+        #expect(text.contains("osbuild-boot-ok slot=A version=\(board.version)"))
+    }
+
+    /// Partition number -> byte offset (sfdisk --json; MBR partitions have no names).
+    static func partitionsByNumber(_ image: String) throws -> [Int: UInt64] {
+        let r = try Subprocess.run(["sfdisk", "--json", image])
+        let obj = try JSONSerialization.jsonObject(with: Data(r.stdout)) as? [String: Any]
+        let table = obj?["partitiontable"] as? [String: Any]
+        var out: [Int: UInt64] = [:]
+        for (i, p) in (table?["partitions"] as? [[String: Any]] ?? []).enumerated() {
+            if let start = p["start"] as? Int { out[i + 1] = UInt64(start) * 512 }
+        }
+        return out
+    }
+
     /// The failure paths: a timeout names the phase reached and keeps the log (exit 1);
     /// the marker with another slot than expected is exit 4.
     @Test func timeoutAndUnexpectedSlotAreReported() throws {
