@@ -40,3 +40,8 @@ bench: release
 
 clean-build:
 	rm -rf .build build
+
+# generic-aarch64 booted under qemu-system-aarch64 -M virt with AAVMF (TCG) to the
+# osbuild-boot-ok marker (needs `osbuild test boot`).
+boot-test-aarch64:
+	$(MAKE) boot-test BOARD=generic-aarch64

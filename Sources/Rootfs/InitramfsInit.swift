@@ -2,8 +2,8 @@ import Basics
 
 /// The initramfs `/init`: a busybox shell script generated from the board's resolved
 /// modules. It mounts the API filesystems, loads the modules in dependency order, waits
-/// for the partition named by `root=` (no udev: PARTLABEL= from PARTNAME in
-/// /sys/class/block/*/uevent, MBR PARTUUID= from the disk signature and partition number), mounts it read-only and switch_roots into
+/// for the partition named by `root=` (PARTLABEL=: no udev, so it reads PARTNAME from
+/// /sys/class/block/*/uevent; MBR PARTUUID=<signature>-<nn>: the disk's signature and PARTN), mounts it read-only and switch_roots into
 /// `/sbin/init`. Every step prints an `osbuild-initramfs:` line so a failed boot names the
 /// step it reached; any failure prints the reason and reboots after a short delay, so the
 /// bootloader's try counter can fall back to the other slot.
@@ -102,15 +102,19 @@ public enum InitramfsInit {
                   done
                   return 1 ;;
                 PARTUUID=*)
-                  # MBR disks: <disk signature>-<partition number>, both hex (what Linux shows).
+                  # MBR disks (no names): <disk signature>-<partition number>, as Linux
+                  # spells it: the little-endian u32 at byte 440 in hex, the number in hex.
                   want=$(echo "${1#PARTUUID=}" | tr 'A-F' 'a-f')
-                  for u in /sys/class/block/*/partition; do
+                  for u in /sys/class/block/*/uevent; do
                     [ -e "$u" ] || continue
-                    d=${u%/partition}; name=${d##*/}
-                    disk=$(readlink -f "$d/.."); disk=${disk##*/}
-                    [ -b "/dev/$disk" ] && [ -b "/dev/$name" ] || continue
-                    sig=$(dd if="/dev/$disk" bs=1 skip=440 count=4 2>/dev/null | hexdump -e '1/4 "%08x"')
-                    if [ "$sig-$(printf %02x "$(cat "$u")")" = "$want" ]; then echo "/dev/$name"; return 0; fi
+                    n=""; dev=""
+                    while IFS== read -r k v; do
+                      case "$k" in PARTN) n=$v ;; DEVNAME) dev=$v ;; esac
+                    done < "$u"
+                    [ -n "$n" ] && [ -n "$dev" ] && [ -b "/dev/$dev" ] || continue
+                    disk=$(basename "$(dirname "$(readlink -f "${u%/uevent}")")")
+                    sig=$(od -A n -t x4 -j 440 -N 4 "/dev/$disk" 2>/dev/null | tr -d ' \n')
+                    if [ "$(printf '%s-%02x' "$sig" "$n")" = "$want" ]; then echo "/dev/$dev"; return 0; fi
                   done
                   return 1 ;;
                 /dev/*) [ -b "$1" ] && echo "$1" ;;

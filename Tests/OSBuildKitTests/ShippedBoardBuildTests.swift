@@ -79,8 +79,10 @@ import TestSupport
             #expect((mine?["start"] as? Int).map(UInt64.init) == start, "\(board) partition \(number): inspect and sfdisk disagree on the start")
             #expect((mine?["size"] as? Int).map(UInt64.init) == size, "\(board) partition \(number): inspect and sfdisk disagree on the size")
             let fs = mine?["filesystem"] as? String
-            guard fs == "vfat" || fs == "ext4" || (p["name"] as? String) == "bootstate" else { continue }
             let file = work + "/p\(number)"
+            let name = (p["name"] as? String) ?? "p\(number)"
+            out[name] = Part(number: number, start: start, size: size, name: p["name"] as? String, file: file, fs: fs)
+            guard fs == "vfat" || fs == "ext4" || name == "bootstate" else { continue }
             // Sparse copy: the data partitions are mostly holes.
             _ = try Subprocess.run(["dd", "if=" + image, "of=" + file, "bs=1M", "skip=\(start)", "count=\(size)",
                                     "iflag=skip_bytes,count_bytes", "conv=sparse", "status=none"])
@@ -91,8 +93,6 @@ import TestSupport
                 let r = try Subprocess.run([t.e2fsck, "-fn", file], check: false)
                 #expect(r.status == 0, "\(board) partition \(number): e2fsck -fn:\n\(r.stdoutText)\(r.stderrText)")
             }
-            let name = (p["name"] as? String) ?? "p\(number)"
-            out[name] = Part(number: number, start: start, size: size, name: p["name"] as? String, file: file, fs: fs)
         }
         return out
     }
@@ -103,10 +103,14 @@ import TestSupport
         return r.status == 0 ? try FileSystem.readFile(dst) : nil
     }
 
+    /// generic-aarch64 also boots (AAVMF, TCG) to the marker; rpi5-64 is built and its
+    /// rootfs booted with generic-aarch64's kernel and initramfs (same Debian kernel, virtio
+    /// modules) from the root= of its own cmdline.txt (an MBR PARTUUID, logical partition).
     @Test func genericBoardsBuildAndPassDiskOracles() throws {
         guard let t = Self.tools() else { return }
+        let aarch64 = try TempDir("generic-aarch64")
         for (board, arch) in [("generic-aarch64", "AA64"), ("generic-x86-64", "X64")] {
-            let tmp = try TempDir(board)
+            let tmp = board == "generic-aarch64" ? aarch64 : try TempDir(board)
             let start = Date()
             try ShippedBoardBuildTests.osbuild(["make", board, "-O", tmp.sub("out")])
             print("\(board): built in \(String(format: "%.1f", Date().timeIntervalSince(start))) s")
@@ -117,6 +121,12 @@ import TestSupport
             #expect(efi.map { $0.starts(with: [0x4D, 0x5A]) } == true, "\(board): /EFI/BOOT/BOOT\(arch).EFI missing or not a PE image")
             #expect(try Self.fatFile(boot, "/grub/grub.cfg", tools: t, work: tmp.path) != nil)
         }
+        let start = Date()
+        let r = try ShippedBoardBuildTests.osbuild(["test", "boot", "generic-aarch64", "-O", aarch64.sub("out"), "--no-build", "--accel", "tcg",
+                                                    "--expect-slot", "A", "--timeout", "300"], check: false)
+        #expect(r.status == 0, "generic-aarch64 did not boot to the marker:\n\(r.stdoutText)\(r.stderrText)")
+        print("generic-aarch64: booted in \(String(format: "%.1f", Date().timeIntervalSince(start))) s")
+        try rpi5BuildsTrybootLayout(t, aarch64Out: aarch64.sub("out"))
     }
 
     @Test func rpi4BuildsWithUBootAndFirmware() throws {
@@ -154,6 +164,20 @@ import TestSupport
         let env = try Subprocess.run([t.fwPrintenv, "-c", conf]).stdoutText
         #expect(env.contains("BOOT_ORDER=A B\n") && env.contains("BOOT_A_LEFT=3\n") && env.contains("BOOT_B_LEFT=3\n"), "\(env)")
 
+        // The rootfs carries /etc/fw_env.config for that partition: fsck.erofs extracts the
+        // slot A rootfs, and its config (device path swapped for the extracted partition)
+        // drives fw_printenv.
+        if let fsckErofs = TestEnv.oracle("fsck.erofs", package: "erofs-utils"), let sys = parts["system0"] {
+            _ = try Subprocess.run(["dd", "if=" + image, "of=" + tmp.sub("system0"), "bs=1M", "skip=\(sys.start)", "count=\(sys.size)",
+                                    "iflag=skip_bytes,count_bytes", "status=none"])
+            _ = try Subprocess.run([fsckErofs, "--extract=" + tmp.sub("rootfs"), tmp.sub("system0")])
+            let fwConf = try FileSystem.readText(tmp.sub("rootfs/etc/fw_env.config"))
+            #expect(fwConf.contains("/dev/disk/by-partlabel/bootstate 0x0 0x4000\n"), "\(fwConf)")
+            let local = try tmp.write("fw_env.local", fwConf.replacingOccurrences(of: "/dev/disk/by-partlabel/bootstate", with: bs.file))
+            #expect(try Subprocess.run([t.fwPrintenv, "-c", local, "BOOT_ORDER"]).stdoutText == "BOOT_ORDER=A B\n")
+            #expect(try FileSystem.readText(tmp.sub("rootfs/etc/rauc/system.conf")).contains("bootloader=uboot\n"))
+        }
+
         // Reproducible: the bootloader stage rebuilt from scratch gives the same image.
         try ShippedBoardBuildTests.osbuild(["clean", "rpi4-64", "-O", out, "--stage", "bootloader"])
         try ShippedBoardBuildTests.osbuild(["make", "rpi4-64", "-O", out], env: ["OSBUILD_RPI_FIRMWARE": fw])
@@ -165,10 +189,14 @@ import TestSupport
         #expect(r.status != 0)
         let msg = r.stdoutText + r.stderrText + ((try? FileSystem.readText(out + "/logs/bootloader.log")) ?? "")
         #expect(msg.contains(tmp.sub("empty-fw")) && msg.contains("lacks start4.elf, fixup4.dat"), "missing-firmware error:\n\(msg)")
+        // No firmware directory at all: the error says how to give one.
+        let u = try ShippedBoardBuildTests.osbuild(["make", "rpi4-64", "-O", out], env: ["OSBUILD_RPI_FIRMWARE": ""], check: false)
+        let umsg = u.stdoutText + u.stderrText + ((try? FileSystem.readText(out + "/logs/bootloader.log")) ?? "")
+        #expect(u.status != 0 && umsg.contains("needs the Raspberry Pi firmware files start4.elf, fixup4.dat; set bootloader.firmware-dir or OSBUILD_RPI_FIRMWARE"),
+                "no-firmware error:\n\(umsg)")
     }
 
-    @Test func rpi5BuildsTrybootLayout() throws {
-        guard let t = Self.tools() else { return }
+    func rpi5BuildsTrybootLayout(_ t: Tools, aarch64Out: String) throws {
         let tmp = try TempDir("rpi5")
         let start = Date()
         try ShippedBoardBuildTests.osbuild(["make", "rpi5-64", "-O", tmp.sub("out")])
@@ -186,6 +214,35 @@ import TestSupport
             #expect(try Self.fatFile(part, "/vmlinuz", tools: t, work: tmp.path) != nil)
         }
         // The rootfs partitions are logical 5 and 6; data is 7 (ext4, checked above).
-        #expect(parts["p7"]?.fs == "ext4")
+        #expect(parts["p5"]?.fs == "erofs" && parts["p6"]?.fs == nil && parts["p7"]?.fs == "ext4")
+
+        // Slot A's rootfs boots from its cmdline.txt's root= (QEMU virt stands in for the Pi).
+        let p2 = try #require(parts["p2"])
+        let ka = String(decoding: try #require(try Self.fatFile(p2, "/cmdline.txt", tools: t, work: tmp.path)), as: UTF8.self)
+        let cmdline = ka.split(separator: " ").filter { !$0.hasPrefix("console=") }.joined(separator: " ").trimmingCharacters(in: .whitespacesAndNewlines) + " console=ttyAMA0 panic=-1"
+        _ = try Subprocess.run(["cp", "--sparse=always", tmp.sub("out/stages/disk/osbuild_rpi5-64-1.0.img"), tmp.sub("boot.img")])
+        if let qemu = TestEnv.oracle("qemu-system-aarch64", package: "qemu-system-arm") {
+            let boot = try Subprocess.run(["timeout", "300", qemu, "-M", "virt", "-cpu", "cortex-a57", "-m", "1024", "-nographic", "-no-reboot",
+                                           "-kernel", aarch64Out + "/stages/kernel/vmlinuz", "-initrd", aarch64Out + "/stages/initramfs/initramfs.img",
+                                           "-append", cmdline, "-drive", "if=none,file=\(tmp.sub("boot.img")),format=raw,id=d0", "-device", "virtio-blk-pci,drive=d0"],
+                                          check: false)
+            let log = boot.stdoutText
+            #expect(log.contains("root PARTUUID=5a1b2c3d-05 is /dev/vda5") && log.contains("osbuild-boot-ok slot=A version=1.0"),
+                    "rpi5-64 rootfs did not boot (cmdline \(cmdline)):\n\(log.suffix(3000))")
+        }
+
+        // The bundle updates the boot class; its hook turns slot A's cmdline.txt into slot B's.
+        let out = tmp.sub("out")
+        let mnt = tmp.sub("slot-mount")
+        try FileSystem.makeDirectories(mnt)
+        try FileSystem.writeAtomically(mnt + "/cmdline.txt", try FileSystem.readFile(out + "/stages/bootloader/boot-a/cmdline.txt"))
+        _ = try Subprocess.run(["sh", out + "/stages/bootloader/rauc-hook.sh", "slot-post-install"],
+                               environment: ["RAUC_SLOT_CLASS": "boot", "RAUC_SLOT_BOOTNAME": "B", "RAUC_SLOT_MOUNT_POINT": mnt])
+        #expect(try FileSystem.readText(mnt + "/cmdline.txt") == (try FileSystem.readText(out + "/stages/bootloader/boot-b/cmdline.txt")))
+        if let rauc = TestEnv.oracle("rauc", package: "rauc") {
+            let info = try Subprocess.run([rauc, "info", "--keyring=" + out + "/stages/bundle/keyring.pem", out + "/stages/bundle/osbuild_rpi5-64-1.0.raucb"], check: false)
+            #expect(info.status == 0, "rauc info:\n\(info.stderrText)")
+            #expect(info.stdoutText.contains("boot.vfat") && info.stdoutText.contains("rootfs.img") && info.stdoutText.contains("post-install"), "\(info.stdoutText)")
+        }
     }
 }
