@@ -75,7 +75,6 @@ import TestSupport
 /// Builds a board once per test run (into a temp -O dir) for the boot tests below.
 final class BuiltImage: @unchecked Sendable {
     static let qemu = BuiltImage("qemu-x86-64")
-    static let aarch64 = BuiltImage("generic-aarch64")
     let boardID: String
     private let lock = NSLock()
     private var result: Swift.Result<(board: Board, image: String), any Error>?
@@ -283,28 +282,6 @@ final class BuiltImage: @unchecked Sendable {
         let after = try Self.grubenv(img, tmp: tmp)
         #expect(after["ORDER"] == "B A" && after["B_OK"] == "1" && after["B_TRY"] == "0" && after["A_OK"] == "1", "\(after)")
         try Self.fsckESP(img, tmp: tmp)
-    }
-
-    /// generic-aarch64 (inherits qemu-x86-64's layout, GRUB EFI for arm64) under
-    /// qemu-system-aarch64 -M virt with AAVMF, TCG.
-    @Test func genericAarch64BootsToTheMarker() throws {
-        guard Self.tools(), TestEnv.oracle("qemu-system-aarch64", package: "qemu-system-arm") != nil else { return }
-        guard FileSystem.exists("/usr/share/AAVMF/AAVMF_CODE.fd") else {
-            if TestEnv.isCI { Issue.record("/usr/share/AAVMF missing: CI must install qemu-efi-aarch64") } else { print("SKIP: qemu-efi-aarch64 is not installed") }
-            return
-        }
-        let (board, image) = try BuiltImage.aarch64.get()
-        let tmp = try TempDir("boot-arm")
-        var o = BootTest.Options(image: image, arch: board.arch, logPath: tmp.sub("serial.log"), workDir: tmp.sub("work"))
-        o.expectSlot = "A"
-        o.expectVersion = board.version
-        o.timeout = 400
-        let r = try BootTest.run(o)
-        print("boot test aarch64 (TCG): slot \(r.slot) version \(r.version) marker after \(String(format: "%.1f", r.seconds)) s")
-        #expect(r.trace.grubBoots == ["A"] && r.poweredOff)
-        let raw = tmp.sub("after.img")
-        _ = try Subprocess.run(["qemu-img", "convert", "-O", "raw", r.disk, raw])
-        #expect(try Self.grubenv(raw, tmp: tmp)["A_TRY"] == "0")
     }
 
     /// The initramfs finds an MBR root by PARTUUID (disk signature + partition number, as
