@@ -220,6 +220,8 @@ public enum BootTest {
                 if !pending.isEmpty { consume(BootTrace.clean(String(decoding: pending, as: UTF8.self))); pending = [] }
                 let err = (try? FileSystem.readText(stderrPath))?.trimmingCharacters(in: .whitespacesAndNewlines) ?? ""
                 throw failure("QEMU exited with status \(p.terminationStatus) before the marker" + (err.isEmpty ? "" : ": \(err.suffix(600))"))
+            } else if trace.firmwareShell {
+                throw failure("the firmware found no bootable EFI loader (BOOT\(o.arch == "aarch64" ? "AA64" : "X64").EFI on the ESP) and started its shell")
             } else if elapsed() > o.timeout {
                 stop()
                 throw failure("timeout: no \(marker) line within \(Int(o.timeout)) s")
@@ -271,6 +273,8 @@ public struct BootTrace: Sendable, Equatable {
     /// When each phase was first reached in the latest attempt (seconds since start).
     public private(set) var reachedAt: [Phase: Double] = [.firmware: 0]
     public private(set) var booted: (slot: String, version: String)?
+    /// The firmware gave up on the disk (UEFI shell): no later phase can follow.
+    public private(set) var firmwareShell = false
 
     public init() {}
 
@@ -281,7 +285,7 @@ public struct BootTrace: Sendable, Equatable {
 
     public var phaseDescription: String {
         var s = phase.description
-        if let lastStep, phase >= .grub { s += " (\(lastStep))" }
+        if let lastStep { s += " (\(lastStep))" }
         return s
     }
 
@@ -304,12 +308,19 @@ public struct BootTrace: Sendable, Equatable {
 
     public mutating func feed(_ line: String, at t: Double = 0) {
         func reach(_ p: Phase) {
+            if p != phase { lastStep = nil }
             if p < phase { reachedAt = [:] }  // a new attempt (reboot)
             phase = p
             if reachedAt[p] == nil { reachedAt[p] = t }
         }
-        if line.contains("BdsDxe:") || line.contains("UEFI firmware") {
+        if line.contains("BdsDxe: starting") && line.contains("EFI Internal Shell") || line.contains("UEFI Interactive Shell") {
+            // The firmware found no bootable loader on the disk and fell back to its shell.
+            reach(.firmware)
+            firmwareShell = true
+            lastStep = "no bootable EFI loader on the disk; the firmware started its shell"
+        } else if line.contains("BdsDxe:") || line.contains("UEFI firmware") {
             if phase > .firmware { reach(.firmware) }
+            if let r = line.range(of: "BdsDxe: ") { lastStep = String(line[r.upperBound...]) }
         } else if let r = line.range(of: "osbuild-grub:") {
             let msg = line[r.upperBound...].trimmingCharacters(in: .whitespaces)
             if msg.hasPrefix("booting slot ") {

@@ -68,6 +68,7 @@ public enum InitramfsInit {
             for m in $MODULES; do
               out=$(insmod "/lib/modules/$KVER/$m" 2>&1) || case "$out" in
                 *"File exists"*) ;;
+                *"No such device"*) msg "skipped $m (no matching device or CPU feature)" ;;
                 *) msg "warning: insmod $m: $out" ;;
               esac
               n=$((n + 1))
@@ -85,7 +86,8 @@ public enum InitramfsInit {
             done
             [ -n "$root" ] || fail "no root= on the kernel command line: $(cat /proc/cmdline)"
 
-            # Prints the device node for PARTLABEL=NAME or /dev/NODE once it exists.
+            # Prints the device node for PARTLABEL=NAME (GPT), PARTUUID=SSSSSSSS-NN (MBR) or
+            # /dev/NODE once it exists.
             find_root() {
               case "$1" in
                 PARTLABEL=*)

@@ -38,6 +38,15 @@ import TestSupport
         #expect(t.reachedAt[.grub] == 10 && t.reachedAt[.booted] == 11)
     }
 
+    @Test func firmwareShellMeansNoBootableDisk() {
+        var t = BootTrace()
+        t.feed("BdsDxe: failed to load Boot0001 \"UEFI Misc Device\" from PciRoot(0x0)/Pci(0x1,0x0): Not Found")
+        #expect(!t.firmwareShell)
+        t.feed("BdsDxe: starting Boot0002 \"EFI Internal Shell\" from Fv(64074AFE-340A-4BE6-94BA-91B5B4D0F71E)")
+        #expect(t.firmwareShell && t.phase == .firmware)
+        #expect(t.phaseDescription.contains("no bootable EFI loader"))
+    }
+
     @Test func cleanDropsEscapesAndControlCharacters() {
         #expect(BootTrace.clean("\u{1B}[0m\u{1B}[30m\u{1B}[47mWelcome to GRUB!\r") == "Welcome to GRUB!")
         #expect(BootTrace.clean("a\tb\u{7}c") == "a\tbc")
@@ -63,12 +72,15 @@ import TestSupport
     }
 }
 
-/// Builds qemu-x86-64 once (into a temp -O dir) for the boot tests below.
-final class BuiltQemuImage: @unchecked Sendable {
-    static let shared = BuiltQemuImage()
+/// Builds a board once per test run (into a temp -O dir) for the boot tests below.
+final class BuiltImage: @unchecked Sendable {
+    static let qemu = BuiltImage("qemu-x86-64")
+    let boardID: String
     private let lock = NSLock()
     private var result: Swift.Result<(board: Board, image: String), any Error>?
     private var dir: TempDir?
+
+    init(_ boardID: String) { self.boardID = boardID }
 
     func get() throws -> (board: Board, image: String) {
         lock.lock()
@@ -78,14 +90,15 @@ final class BuiltQemuImage: @unchecked Sendable {
             let tmp = try TempDir("boot-build")
             dir = tmp
             let project = Project(root: TestEnv.repoRoot)
-            let board = try project.loader.load("qemu-x86-64")
+            let board = try project.loader.load(boardID)
             let bd = project.buildDirectory(board: board.id, override: tmp.sub("out"))
-            let dl = ProcessInfo.processInfo.environment["OSBUILD_DL_CACHE"] ?? "/var/cache/osbuild/dl"
-            let runner = try StageRunner(stages: try Pipeline.stages(for: board, project: project, buildDir: bd), buildDir: bd, downloadCache: dl)
+            // The same download cache as the shipped-board build tests.
+            let runner = try StageRunner(stages: try Pipeline.stages(for: board, project: project, buildDir: bd), buildDir: bd,
+                                         downloadCache: ShippedBoardBuildTests.downloadCache)
             let start = Date()
             let summary = try runner.run(RunOptions())
-            print("boot tests: built qemu-x86-64 in \(String(format: "%.1f", Date().timeIntervalSince(start))) s")
-            if summary.failed { throw MessageError("building qemu-x86-64 failed: \(summary.results.map { "\($0.name): \($0.outcome)" })") }
+            print("boot tests: built \(boardID) in \(String(format: "%.1f", Date().timeIntervalSince(start))) s")
+            if summary.failed { throw MessageError("building \(boardID) failed: \(summary.results.map { "\($0.name): \($0.outcome)" })") }
             return (board, bd.outputDir("disk") + "/" + board.artifactName("img"))
         }
         result = r
@@ -153,7 +166,7 @@ final class BuiltQemuImage: @unchecked Sendable {
 
     @Test func defaultBoardBootsToTheMarkerInSlotA() throws {
         guard Self.tools() else { return }
-        let (board, image) = try BuiltQemuImage.shared.get()
+        let (board, image) = try BuiltImage.qemu.get()
         let tmp = try TempDir("boot-a")
         var o = BootTest.Options(image: image, arch: board.arch, logPath: tmp.sub("serial.log"), workDir: tmp.sub("work"))
         o.expectSlot = "A"
@@ -182,7 +195,7 @@ final class BuiltQemuImage: @unchecked Sendable {
 
     @Test func brokenSlotBFallsBackToAAfterItsTries() throws {
         guard Self.tools() else { return }
-        let (board, image) = try BuiltQemuImage.shared.get()
+        let (board, image) = try BuiltImage.qemu.get()
         let tries = Int(board.integer("bootloader.tries") ?? 3)
         let tmp = try TempDir("boot-fallback")
         let img = tmp.sub("fallback.img")
@@ -224,5 +237,127 @@ final class BuiltQemuImage: @unchecked Sendable {
         let after = try Self.grubenv(img, tmp: tmp)
         #expect(after["B_TRY"] == String(tries) && after["A_TRY"] == "0" && after["ORDER"] == "B A", "\(after)")
         try Self.fsckESP(img, tmp: tmp)
+    }
+
+    /// The A/B update end to end: build the same board with os.version 2.0 (same project
+    /// keys), `bundle install` its bundle into a copy of the 1.0 image, boot: slot B runs
+    /// version 2.0 and marks itself good.
+    @Test func installedUpdateBootsSlotBWithTheNewVersion() throws {
+        guard Self.tools() else { return }
+        let (board, image) = try BuiltImage.qemu.get()
+        let tmp = try TempDir("boot-update")
+        let project = tmp.sub("project")
+        try FileSystem.makeDirectories(project)
+        _ = try Subprocess.run(["cp", "-a", TestEnv.repoRoot + "/boards", TestEnv.repoRoot + "/overlay", project])
+        _ = try Subprocess.run(["ln", "-s", TestEnv.repoRoot + "/keys", project + "/keys"])
+        let boardFile = project + "/boards/qemu-x86-64.toml"
+        let text = try FileSystem.readText(boardFile)
+        try #require(text.contains("\n[os]\n"))
+        try FileSystem.writeAtomically(boardFile, text.replacingOccurrences(of: "\n[os]\n", with: "\n[os]\nversion = \"2.0\"\n"))
+        let p2 = Project(root: project)
+        let board2 = try p2.loader.load("qemu-x86-64")
+        #expect(board2.version == "2.0" && board2.compatible == board.compatible)
+        let bd2 = p2.buildDirectory(board: board2.id, override: tmp.sub("out2"))
+        let runner = try StageRunner(stages: try Pipeline.stages(for: board2, project: p2, buildDir: bd2), buildDir: bd2,
+                                     downloadCache: ShippedBoardBuildTests.downloadCache)
+        let summary = try runner.run(restrictedTo: "bundle")
+        #expect(!summary.failed)
+        let bundle = bd2.outputDir("bundle") + "/" + board2.artifactName("raucb")
+
+        let img = tmp.sub("update.img")
+        _ = try Subprocess.run(["cp", "--sparse=always", image, img])
+        let report = try BundleInstaller.install(bundle: bundle, image: img,
+                                                 options: InstallOptions(board: board, keysDirectory: TestEnv.repoRoot + "/keys"))
+        #expect(report.targetSlot == "B" && report.version == "2.0")
+        #expect(try Self.grubenv(img, tmp: tmp)["ORDER"] == "B A")
+
+        var o = BootTest.Options(image: img, arch: board.arch, logPath: tmp.sub("serial.log"), workDir: tmp.sub("work"))
+        o.inPlace = true
+        o.expectSlot = "B"
+        o.expectVersion = "2.0"
+        o.timeout = 300
+        let r = try BootTest.run(o)
+        print("update boot test (TCG): slot \(r.slot) version \(r.version) after \(String(format: "%.1f", r.seconds)) s")
+        #expect(r.trace.grubBoots == ["B"])
+        let after = try Self.grubenv(img, tmp: tmp)
+        #expect(after["ORDER"] == "B A" && after["B_OK"] == "1" && after["B_TRY"] == "0" && after["A_OK"] == "1", "\(after)")
+        try Self.fsckESP(img, tmp: tmp)
+    }
+
+    /// The initramfs finds an MBR root by PARTUUID (disk signature + partition number, as
+    /// the Pi boards' cmdline.txt names it): the built kernel + initramfs boot directly
+    /// (-kernel/-initrd) from a DOS-labelled disk whose partition 2 holds the rootfs image.
+    @Test func initramfsFindsAnMBRRootByPartUUID() throws {
+        guard Self.tools() else { return }
+        let (board, image) = try BuiltImage.qemu.get()
+        let stages = FileSystem.dirname(FileSystem.dirname(image))
+        let tmp = try TempDir("boot-mbr")
+        let disk = tmp.sub("mbr.img")
+        _ = try Subprocess.run(["truncate", "-s", "64M", disk])
+        _ = try Subprocess.run(["sfdisk", "-q", disk], input: Array("label: dos\nlabel-id: 0x1a2b3c4d\n,4M\n,40M\n".utf8))
+        let part2 = try #require(try Self.partitionsByNumber(disk)[2])
+        _ = try Subprocess.run(["dd", "if=\(stages)/rootfs-image/rootfs.img", "of=\(disk)", "bs=1M", "seek=\(part2 / 1_048_576)",
+                                "conv=notrunc", "status=none"])
+        let log = tmp.sub("serial.log")
+        let r = try Subprocess.run(["timeout", "180", "qemu-system-x86_64", "-nodefaults", "-display", "none", "-monitor", "none", "-M", "q35",
+                                    "-m", "512", "-no-reboot", "-kernel", stages + "/kernel/vmlinuz", "-initrd", stages + "/initramfs/initramfs.img",
+                                    "-append", "console=ttyS0 root=PARTUUID=1A2B3C4D-02 rauc.slot=A panic=5",
+                                    "-drive", "if=none,id=d,format=raw,file=\(disk)", "-device", "virtio-blk-pci,drive=d",
+                                    "-serial", "file:\(log)"], check: false)
+        let text = try FileSystem.readText(log)
+        #expect(r.status == 0, "QEMU did not power off: \(r.status)")
+        #expect(text.contains("osbuild-initramfs: root PARTUUID=1A2B3C4D-02 is /dev/vda2"), "\(text.suffix(2000))")
+        #expect(text.contains("osbuild-rootfs: no partition named boot with grub/grubenv: slot A not marked good"))
+        #expect(text.contains("osbuild-boot-ok slot=A version=\(board.version)"))
+    }
+
+    /// Partition number -> byte offset (sfdisk --json; MBR partitions have no names).
+    static func partitionsByNumber(_ image: String) throws -> [Int: UInt64] {
+        let r = try Subprocess.run(["sfdisk", "--json", image])
+        let obj = try JSONSerialization.jsonObject(with: Data(r.stdout)) as? [String: Any]
+        let table = obj?["partitiontable"] as? [String: Any]
+        var out: [Int: UInt64] = [:]
+        for (i, p) in (table?["partitions"] as? [[String: Any]] ?? []).enumerated() {
+            if let start = p["start"] as? Int { out[i + 1] = UInt64(start) * 512 }
+        }
+        return out
+    }
+
+    /// The failure paths: a timeout names the phase reached and keeps the log (exit 1);
+    /// the marker with another slot than expected is exit 4.
+    @Test func timeoutAndUnexpectedSlotAreReported() throws {
+        guard Self.tools() else { return }
+        let (board, image) = try BuiltImage.qemu.get()
+        let tmp = try TempDir("boot-fail")
+        var o = BootTest.Options(image: image, arch: board.arch, logPath: tmp.sub("serial.log"), workDir: tmp.sub("work"))
+        o.timeout = 2.5
+        let timeout = try #require(throws: BootTest.Failure.self) { try BootTest.run(o) }
+        #expect(timeout.exitCode == 1)
+        #expect(timeout.trace.phase < .booted)
+        #expect(timeout.description.contains("timeout") && timeout.description.contains("last boot phase reached: "))
+        #expect(timeout.description.contains("serial log: \(tmp.sub("serial.log"))") && FileSystem.exists(tmp.sub("serial.log")))
+        o.timeout = 300
+        o.expectSlot = "B"
+        let wrong = try #require(throws: BootTest.Failure.self) { try BootTest.run(o) }
+        #expect(wrong.exitCode == 4)
+        #expect(wrong.reason == "booted slot A, expected slot B")
+        #expect(wrong.trace.phase == .booted)
+    }
+}
+
+@Suite struct BootTestCLITests {
+    @Test func helpDocumentsExitCodesAndArgumentsAreChecked() throws {
+        let help = try CLI.run(["test", "boot", "--help"], project: TestEnv.repoRoot)
+        for s in ["Exit status: 0 booted", "4 marker reached with another slot", "--expect-slot", "--accel", "--timeout"] {
+            #expect(help.stdoutText.replacingOccurrences(of: "\n", with: " ").replacingOccurrences(of: "  ", with: " ").contains(s), "help lacks \(s)")
+        }
+        let bad = try CLI.run(["test", "boot", "qemu-x86-64", "--expect-slot", "C"], project: TestEnv.repoRoot, check: false)
+        #expect(bad.status == 2 && bad.stderrText.contains("--expect-slot must be A or B"))
+        let missing = try CLI.run(["test", "boot", "qemu-x86-64", "--image", "/nonexistent/x.img", "-O", "/tmp/osbuild-unused-boot"],
+                                  project: TestEnv.repoRoot, check: false)
+        #expect(missing.status == 3 && missing.stderrText.contains("/nonexistent/x.img"), "\(missing.stderrText)")
+        let tmp = try CLI.project()
+        let none = try CLI.run(["artifacts", "t"], project: tmp.path, check: false)
+        #expect(none.status == 1 && none.stderrText.contains("no disk image built yet"))
     }
 }
