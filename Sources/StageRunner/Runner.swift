@@ -293,6 +293,10 @@ public final class StageRunner: @unchecked Sendable {
         }
         try? cache.save()
         let results = order.compactMap { scheduler.results[$0] }
+        if options.only == nil, options.restrictTo == nil, results.count == order.count,
+           results.allSatisfy({ if case .ran = $0.outcome { true } else { $0.outcome == .cached } }) {
+            pruneSnapshots(keeping: hasher.used.all)
+        }
         return RunSummary(results: results, seconds: Date().timeIntervalSince(start))
     }
 
@@ -400,6 +404,15 @@ public final class StageRunner: @unchecked Sendable {
         return fd
     }
 
+    /// Snapshots of inputs no stage declares any more would only cost time: the next
+    /// run's prefetch validates every snapshot it finds. Pruned after a complete run.
+    private func pruneSnapshots(keeping used: Set<String>) {
+        for name in (try? FileSystem.listDirectory(buildDir.snapshotsDir)) ?? [] {
+            let p = buildDir.snapshotsDir + "/" + name
+            if !used.contains(p) { unlink(p) }
+        }
+    }
+
     /// Remove temp outputs of runs that were killed (we hold the build-dir lock, so
     /// nothing in tmp/ belongs to a live run).
     private func sweepLeftovers() throws {
@@ -439,7 +452,10 @@ extension RunOptions {
 }
 
 
-/// Runs stages as soon as their dependencies have finished, at most `jobs` at a time.
+/// Runs stages as soon as their dependencies have finished, at most `jobs` at a time,
+/// on a pool of `jobs` threads (the caller's included). A worker that finishes a stage
+/// takes the next ready one itself, so a chain of cached stages costs no thread
+/// hand-offs (each one is a scheduler wake-up, milliseconds on a loaded machine).
 final class Scheduler: @unchecked Sendable {
     private let order: [String]
     private let stages: [String: Stage]
@@ -447,7 +463,9 @@ final class Scheduler: @unchecked Sendable {
     private let cond = NSCondition()
     private(set) var results: [String: StageResult] = [:]
     private var states: [String: StageState] = [:]
+    private var pending: [String] = []
     private var running = 0
+    private var liveWorkers = 0
 
     init(order: [String], stages: [String: Stage], jobs: Int) {
         self.order = order
@@ -456,36 +474,55 @@ final class Scheduler: @unchecked Sendable {
     }
 
     func execute(_ work: @escaping @Sendable (String, [String: StageState]) -> StageRunner.OneResult) {
-        var pending = order
-        let inRun = Set(order)
         cond.lock()
-        while true {
-            var i = 0
-            while i < pending.count && running < jobs {
-                let name = pending[i]
-                // Dependencies outside this run (with --only) count as satisfied.
-                let deps = (stages[name]?.dependencies ?? []).filter(inRun.contains)
-                guard deps.allSatisfy({ states[$0] != nil }) else { i += 1; continue }
-                pending.remove(at: i)
-                running += 1
-                let snapshot = states
-                let t = Thread { [self] in
-                    let r = work(name, snapshot)
-                    cond.lock()
-                    results[name] = r.result
-                    states[name] = r.state
-                    running -= 1
-                    cond.broadcast()
-                    cond.unlock()
-                }
-                t.stackSize = 8 << 20
-                t.start()
-            }
-            // Nothing running means nothing can become ready: done (an acyclic,
-            // validated graph always drains `pending` before this point).
-            if running == 0 { break }
-            cond.wait()
-        }
+        pending = order
+        let extra = max(0, min(jobs, order.count) - 1)
+        liveWorkers = extra
         cond.unlock()
+        let inRun = Set(order)
+        for _ in 0..<extra {
+            let t = Thread { [self] in
+                workLoop(inRun, work)
+                cond.lock()
+                liveWorkers -= 1
+                cond.broadcast()
+                cond.unlock()
+            }
+            t.stackSize = 8 << 20
+            t.start()
+        }
+        workLoop(inRun, work)
+        cond.lock()
+        while liveWorkers > 0 { cond.wait() }
+        cond.unlock()
+    }
+
+    private func workLoop(_ inRun: Set<String>, _ work: @Sendable (String, [String: StageState]) -> StageRunner.OneResult) {
+        cond.lock()
+        defer { cond.unlock() }
+        while !pending.isEmpty {
+            // Dependencies outside this run (with --only) count as satisfied.
+            let ready = pending.firstIndex { name in
+                (stages[name]?.dependencies ?? []).allSatisfy { !inRun.contains($0) || states[$0] != nil }
+            }
+            guard let i = ready else {
+                // Nothing running means nothing can become ready (an acyclic, validated
+                // graph always drains `pending` before this point).
+                if running == 0 { break }
+                cond.wait()
+                continue
+            }
+            let name = pending.remove(at: i)
+            running += 1
+            let snapshot = states
+            cond.unlock()
+            let r = work(name, snapshot)
+            cond.lock()
+            results[name] = r.result
+            states[name] = r.state
+            running -= 1
+            cond.broadcast()
+        }
+        cond.broadcast()
     }
 }
