@@ -210,7 +210,16 @@ struct Clean: ParsableCommand {
 
 /// One line per stage as it finishes, and the final summary.
 enum StageLine {
-    static func pad(_ s: String, _ n: Int) -> String { s.padding(toLength: max(n, s.count), withPad: " ", startingAt: 0) }
+    // Plain Swift padding and number formatting: these lines print on every no-op
+    // build, where Foundation's NSString/varargs formatting is a measurable cost.
+    static func pad(_ s: String, _ n: Int) -> String { s + String(repeating: " ", count: max(0, n - s.count)) }
+
+    /// `x` with two decimals.
+    static func seconds(_ x: Double) -> String {
+        let hundredths = Int((x * 100).rounded())
+        let frac = hundredths % 100
+        return "\(hundredths / 100)." + (frac < 10 ? "0" : "") + "\(frac)"
+    }
 
     static func render(_ r: StageResult, console c: Console) -> String {
         switch r.outcome {
@@ -236,7 +245,7 @@ enum StageLine {
             }
         }
         if ran == 0 && failed == 0 && notRun == 0 {
-            c.line("up to date: nothing to rebuild (\(cached) cached) in " + String(format: "%.2f s", s.seconds))
+            c.line("up to date: nothing to rebuild (\(cached) cached) in " + seconds(s.seconds) + " s")
         } else {
             c.line("summary: \(ran) ran, \(cached) cached, \(failed) failed, \(notRun) not run in " + String(format: "%.2f s", s.seconds))
             for r in s.results { if case .ran(let t) = r.outcome { c.line("  " + pad(r.name, 14) + String(format: "%8.2f s", t)) } }
