@@ -109,7 +109,7 @@ public struct NativeSquashFSPayloadWriter: PayloadImageWriter {
             if n == 0 { break }
             var off = 0
             while off < n {
-                let w = buf.withUnsafeBytes { Glibc.write(outFD, $0.baseAddress! + off, n - off) }
+                let w = buf.withUnsafeBytes { b in b.baseAddress.map { Glibc.write(outFD, $0 + off, n - off) } ?? -1 }
                 if w < 0 { if errno == EINTR { continue }; throw SystemError("write", path: dst, errno: errno) }
                 off += w
             }
