@@ -136,10 +136,14 @@ struct DirectorySnapshot {
             var groups: [(path: Int, stat: StatKey, count: Int, entries: Int)] = []
             groups.reserveCapacity(Int(groupCount))
             for _ in 0..<groupCount {
-                guard let len = r.u32(), let pathOff = r.skip(Int(len) + 1), let st = r.statKey(), let n = r.u32() else { return nil }
+                // Names are handed to the kernel as C strings in place: each must end in
+                // its NUL, whatever a damaged file says.
+                guard let len = r.u32(), let pathOff = r.skip(Int(len) + 1), raw[pathOff + Int(len)] == 0,
+                      let st = r.statKey(), let n = r.u32() else { return nil }
                 let first = r.offset
                 for _ in 0..<n {
-                    guard r.skip(StatKey.encodedSize) != nil, let nl = r.u32(), r.skip(Int(nl) + 1) != nil else { return nil }
+                    guard r.skip(StatKey.encodedSize) != nil, let nl = r.u32(), let nameOff = r.skip(Int(nl) + 1),
+                          raw[nameOff + Int(nl)] == 0 else { return nil }
                 }
                 groups.append((pathOff, st, Int(n), first))
             }

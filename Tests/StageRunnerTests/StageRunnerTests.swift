@@ -379,13 +379,15 @@ func ran(_ o: StageOutcome?) -> Bool { if case .ran? = o { true } else { false }
         #expect(try runner.run().results.map(\.outcome) != [.cached])
     }
 
-    @Test func corruptSnapshotFallsBackToAWalk() throws {
+    /// Truncated, or a name's NUL overwritten (names are passed to the kernel in place).
+    @Test(arguments: ["truncated", "unterminated name"])
+    func corruptSnapshotFallsBackToAWalk(_ damage: String) throws {
         let (tmp, runner, counter) = try agedFixture()
         let snaps = try FileSystem.listDirectory(runner.buildDir.snapshotsDir)
         for name in snaps {
             let p = runner.buildDir.snapshotsDir + "/" + name
             var bytes = try FileSystem.readFile(p)
-            bytes.removeLast(5)
+            if damage == "truncated" { bytes.removeLast(5) } else { bytes[bytes.count - 1] = 0x41 }
             try FileSystem.writeAtomically(p, bytes)
         }
         #expect(try runner.run().results.map(\.outcome) == [.cached])  // re-walked, same digest
