@@ -58,7 +58,11 @@ let package = Package(
                 "OSBuildKit", "Basics", "FSTree", "Codecs", "StageRunner", "Boards", "Kconfig",
                 "Rootfs", "SquashFS", "EROFS", "DiskImage", "Bundle", "Bootloader",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
-            ]
+            ],
+            // Release binaries are linked non-PIE: the loader then has no ~80,000 start-up
+            // relocations (absolute pointers in Swift metadata) to apply, about 1 ms off
+            // every invocation (docs/benchmarks.md, no-op rebuild).
+            linkerSettings: [.unsafeFlags(["-Xlinker", "-no-pie"], .when(platforms: [.linux], configuration: .release))]
         ),
 
         .target(name: "TestSupport", dependencies: ["Basics", "FSTree"], path: "Tests/TestSupport"),

@@ -192,10 +192,11 @@ public final class StageRunner: @unchecked Sendable {
         let forced = forcedSet(options)
         var states: [String: StageState] = [:]
         var entries: [PlanEntry] = []
+        let records = RecordCache(buildDir)
         for name in order {
             guard let stage = byName[name] else { continue }
-            let record = buildDir.readRecord(name)
-            let state = try evaluate(stage, record: record, forced: forced.contains(name), depStates: states, hasher: hasher)
+            let record = records.get(name)
+            let state = try evaluate(stage, record: record, forced: forced.contains(name), depStates: states, hasher: hasher, records: records)
             states[name] = state
             entries.append(PlanEntry(name: name, summary: stage.summary, dependencies: stage.dependencies, state: state, record: record))
         }
@@ -211,7 +212,7 @@ public final class StageRunner: @unchecked Sendable {
     }
 
     /// Decide whether a stage is up to date, given its dependencies' states.
-    private func evaluate(_ stage: Stage, record: StageRecord?, forced: Bool, depStates: [String: StageState], hasher: InputHasher) throws -> StageState {
+    private func evaluate(_ stage: Stage, record: StageRecord?, forced: Bool, depStates: [String: StageState], hasher: InputHasher, records: RecordCache) throws -> StageState {
         if !stage.implemented { return .notImplemented(reason: stage.notImplementedReason) }
         var upstreamReasons: [String] = []
         for d in stage.dependencies {
@@ -228,7 +229,7 @@ public final class StageRunner: @unchecked Sendable {
         }
         if !upstreamReasons.isEmpty { return .stale(reasons: upstreamReasons) }
         var digests: [String: String] = [:]
-        for d in stage.dependencies { digests[d] = buildDir.readRecord(d)?.outputDigest ?? "none" }
+        for d in stage.dependencies { digests[d] = records.get(d)?.outputDigest ?? "none" }
         let comps = try components(of: stage, depDigests: digests, hasher: hasher)
         if StageRunner.fingerprint(comps) != record.fingerprint {
             let r = StageRunner.describeChanges(old: record.components, new: comps)
@@ -286,13 +287,18 @@ public final class StageRunner: @unchecked Sendable {
         var selected: Set<String> = options.only.map { [$0] } ?? Set(order)
         if let target = options.restrictTo { selected = upstream(of: target) }
         let scheduler = Scheduler(order: order.filter(selected.contains), stages: byName, jobs: max(1, options.jobs))
+        let records = RecordCache(buildDir)
         scheduler.execute { name, finishedStates in
-            let result = self.runOne(name, forced: forced.contains(name), depStates: finishedStates, hasher: hasher, only: options.only != nil)
+            let result = self.runOne(name, forced: forced.contains(name), depStates: finishedStates, hasher: hasher, records: records)
             self.onResult?(result.result)
             return result
         }
         try? cache.save()
         let results = order.compactMap { scheduler.results[$0] }
+        if options.only == nil, options.restrictTo == nil, results.count == order.count,
+           results.allSatisfy({ if case .ran = $0.outcome { true } else { $0.outcome == .cached } }) {
+            pruneSnapshots(keeping: hasher.used.all)
+        }
         return RunSummary(results: results, seconds: Date().timeIntervalSince(start))
     }
 
@@ -301,7 +307,7 @@ public final class StageRunner: @unchecked Sendable {
         var state: StageState  // as seen by dependents: .cached when up to date after this run
     }
 
-    private func runOne(_ name: String, forced: Bool, depStates: [String: StageState], hasher: InputHasher, only: Bool) -> OneResult {
+    private func runOne(_ name: String, forced: Bool, depStates: [String: StageState], hasher: InputHasher, records: RecordCache) -> OneResult {
         let log = buildDir.logPath(name)
         guard let stage = byName[name] else {
             return OneResult(result: StageResult(name: name, outcome: .failed(message: "unknown stage"), logPath: log), state: .blocked(reason: "unknown"))
@@ -324,16 +330,16 @@ public final class StageRunner: @unchecked Sendable {
         do {
             var digests: [String: String] = [:]
             for d in stage.dependencies {
-                guard let r = buildDir.readRecord(d) else { throw MessageError("dependency '\(d)' has no done record") }
+                guard let r = records.get(d) else { throw MessageError("dependency '\(d)' has no done record") }
                 digests[d] = r.outputDigest
             }
             let comps = try components(of: stage, depDigests: digests, hasher: hasher)
             let fp = StageRunner.fingerprint(comps)
-            if !forced, let rec = buildDir.readRecord(name), rec.fingerprint == fp,
+            if !forced, let rec = records.get(name), rec.fingerprint == fp,
                OutputScanner.quickCheck(buildDir.outputDir(name), rec.outputs) == nil {
                 return OneResult(result: StageResult(name: name, outcome: .cached, logPath: log), state: .cached)
             }
-            let seconds = try execute(stage, components: comps, fingerprint: fp)
+            let seconds = try execute(stage, components: comps, fingerprint: fp, records: records)
             return OneResult(result: StageResult(name: name, outcome: .ran(seconds: seconds), logPath: log), state: .cached)
         } catch {
             let msg = (error as? any UserError)?.description ?? String(describing: error)
@@ -344,7 +350,7 @@ public final class StageRunner: @unchecked Sendable {
     /// Run the stage body into a temp dir and commit it. The sequence guarantees that
     /// at every instant either the old record + outputs, or no record, are on disk:
     /// remove record -> swap output dirs -> write new record.
-    private func execute(_ stage: Stage, components: [String: String], fingerprint: String) throws -> Double {
+    private func execute(_ stage: Stage, components: [String: String], fingerprint: String, records: RecordCache) throws -> Double {
         let t0 = Date()
         let token = "\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
         let tmpOut = buildDir.tmpDir + "/" + stage.name + ".out." + token
@@ -370,6 +376,7 @@ public final class StageRunner: @unchecked Sendable {
         let final = buildDir.outputDir(stage.name)
         let old = buildDir.tmpDir + "/" + stage.name + ".old." + token
         try buildDir.removeRecord(stage.name)
+        records.set(stage.name, nil)
         if FileSystem.exists(final) { try FileSystem.rename(final, old) }
         try FileSystem.rename(tmpOut, final)
         // Inode numbers survive the directory rename; record them as they are now.
@@ -382,8 +389,10 @@ public final class StageRunner: @unchecked Sendable {
             return o
         }
         let seconds = Date().timeIntervalSince(t0)
-        try buildDir.writeRecord(StageRecord(stage: stage.name, fingerprint: fingerprint, components: components, outputs: committed,
-                                             outputDigest: scan.digest, seconds: seconds, finishedAt: Date().timeIntervalSince1970))
+        let record = StageRecord(stage: stage.name, fingerprint: fingerprint, components: components, outputs: committed,
+                                 outputDigest: scan.digest, seconds: seconds, finishedAt: Date().timeIntervalSince1970)
+        try buildDir.writeRecord(record)
+        records.set(stage.name, record)
         try? FileSystem.removeTree(old)
         log.line("done in \(String(format: "%.2f", seconds)) s")
         return seconds
@@ -398,6 +407,15 @@ public final class StageRunner: @unchecked Sendable {
             throw MessageError("another osbuild process is building in \(buildDir.root); wait for it or use -O DIR", exitCode: ExitStatus.environment)
         }
         return fd
+    }
+
+    /// Snapshots of inputs no stage declares any more would only cost time: the next
+    /// run's prefetch validates every snapshot it finds. Pruned after a complete run.
+    private func pruneSnapshots(keeping used: Set<String>) {
+        for name in (try? FileSystem.listDirectory(buildDir.snapshotsDir)) ?? [] {
+            let p = buildDir.snapshotsDir + "/" + name
+            if !used.contains(p) { unlink(p) }
+        }
     }
 
     /// Remove temp outputs of runs that were killed (we hold the build-dir lock, so
@@ -439,7 +457,38 @@ extension RunOptions {
 }
 
 
-/// Runs stages as soon as their dependencies have finished, at most `jobs` at a time.
+/// Done records as read during one run or plan: each is decoded once, though dependents
+/// read their upstream records too. Kept current as stages commit.
+final class RecordCache: @unchecked Sendable {
+    private let lock = NSLock()
+    private var records: [String: StageRecord?] = [:]
+    private let dir: BuildDirectory
+
+    init(_ dir: BuildDirectory) { self.dir = dir }
+
+    func get(_ name: String) -> StageRecord? {
+        lock.lock()
+        if let r = records[name] { lock.unlock(); return r }
+        lock.unlock()
+        let r = dir.readRecord(name)
+        lock.lock()
+        defer { lock.unlock() }
+        if let newer = records[name] { return newer }  // committed meanwhile
+        records[name] = .some(r)
+        return r
+    }
+
+    func set(_ name: String, _ r: StageRecord?) {
+        lock.lock()
+        records[name] = .some(r)
+        lock.unlock()
+    }
+}
+
+/// Runs stages as soon as their dependencies have finished, at most `jobs` at a time,
+/// on a pool of `jobs` threads (the caller's included). A worker that finishes a stage
+/// takes the next ready one itself, so a chain of cached stages costs no thread
+/// hand-offs (each one is a scheduler wake-up, milliseconds on a loaded machine).
 final class Scheduler: @unchecked Sendable {
     private let order: [String]
     private let stages: [String: Stage]
@@ -447,7 +496,9 @@ final class Scheduler: @unchecked Sendable {
     private let cond = NSCondition()
     private(set) var results: [String: StageResult] = [:]
     private var states: [String: StageState] = [:]
+    private var pending: [String] = []
     private var running = 0
+    private var liveWorkers = 0
 
     init(order: [String], stages: [String: Stage], jobs: Int) {
         self.order = order
@@ -456,36 +507,55 @@ final class Scheduler: @unchecked Sendable {
     }
 
     func execute(_ work: @escaping @Sendable (String, [String: StageState]) -> StageRunner.OneResult) {
-        var pending = order
-        let inRun = Set(order)
         cond.lock()
-        while true {
-            var i = 0
-            while i < pending.count && running < jobs {
-                let name = pending[i]
-                // Dependencies outside this run (with --only) count as satisfied.
-                let deps = (stages[name]?.dependencies ?? []).filter(inRun.contains)
-                guard deps.allSatisfy({ states[$0] != nil }) else { i += 1; continue }
-                pending.remove(at: i)
-                running += 1
-                let snapshot = states
-                let t = Thread { [self] in
-                    let r = work(name, snapshot)
-                    cond.lock()
-                    results[name] = r.result
-                    states[name] = r.state
-                    running -= 1
-                    cond.broadcast()
-                    cond.unlock()
-                }
-                t.stackSize = 8 << 20
-                t.start()
-            }
-            // Nothing running means nothing can become ready: done (an acyclic,
-            // validated graph always drains `pending` before this point).
-            if running == 0 { break }
-            cond.wait()
-        }
+        pending = order
+        let extra = max(0, min(jobs, order.count) - 1)
+        liveWorkers = extra
         cond.unlock()
+        let inRun = Set(order)
+        for _ in 0..<extra {
+            let t = Thread { [self] in
+                workLoop(inRun, work)
+                cond.lock()
+                liveWorkers -= 1
+                cond.broadcast()
+                cond.unlock()
+            }
+            t.stackSize = 8 << 20
+            t.start()
+        }
+        workLoop(inRun, work)
+        cond.lock()
+        while liveWorkers > 0 { cond.wait() }
+        cond.unlock()
+    }
+
+    private func workLoop(_ inRun: Set<String>, _ work: @Sendable (String, [String: StageState]) -> StageRunner.OneResult) {
+        cond.lock()
+        defer { cond.unlock() }
+        while !pending.isEmpty {
+            // Dependencies outside this run (with --only) count as satisfied.
+            let ready = pending.firstIndex { name in
+                (stages[name]?.dependencies ?? []).allSatisfy { !inRun.contains($0) || states[$0] != nil }
+            }
+            guard let i = ready else {
+                // Nothing running means nothing can become ready (an acyclic, validated
+                // graph always drains `pending` before this point).
+                if running == 0 { break }
+                cond.wait()
+                continue
+            }
+            let name = pending.remove(at: i)
+            running += 1
+            let snapshot = states
+            cond.unlock()
+            let r = work(name, snapshot)
+            cond.lock()
+            results[name] = r.result
+            states[name] = r.state
+            running -= 1
+            cond.broadcast()
+        }
+        cond.broadcast()
     }
 }

@@ -114,14 +114,13 @@ public final class StatCache: @unchecked Sendable {
 
 /// Hashes declared input paths into one digest each.
 ///
-/// A directory's digest is cached in a snapshot (state/snapshots/) listing every entry
-/// below it with its stat data. When every entry, directories included, still has the
-/// same stat data, the directory is unchanged: adding, removing or renaming an entry
-/// changes its parent directory's mtime, and writing a file changes its own. That
-/// validation is one `lstat` per entry, with no readdir, sorting or hashing.
+/// A directory's digest is cached in a snapshot (state/snapshots/, see DirectorySnapshot)
+/// holding the stat data of everything below it; while that all holds, the digest does.
 public struct InputHasher: Sendable {
     let cache: StatCache
     let snapshotDir: String?
+    /// Snapshot files consulted by this hasher (the runner prunes the others).
+    let used = LockedSet()
 
     public init(cache: StatCache, snapshotDir: String? = nil) {
         self.cache = cache
@@ -134,15 +133,19 @@ public struct InputHasher: Sendable {
     public func digest(_ path: String) throws -> String {
         guard let st = try FileSystem.lstatIfExists(path) else { return "missing" }
         if !st.isDirectory { return try entryDigest(path, st) }
-        let snapPath = snapshotDir.map { $0 + "/" + SHA256.hex(path) }
-        if let snapPath, let digest = DirectorySnapshot.currentDigest(snapPath, root: path, rootStat: st) {
-            return digest
+        let snapPath = snapshotDir.map { $0 + "/" + DirectorySnapshot.fileName(for: path) }
+        if let snapshotDir, let snapPath {
+            used.insert(snapPath)
+            if let digest = SnapshotPrefetch.digest(snapshotDir: snapshotDir, snapshot: snapPath, root: path, rootStat: st)
+                ?? DirectorySnapshot.currentDigest(snapPath, root: path, rootStat: st) {
+                return digest
+            }
         }
         let h = SHA256()
         var buf: [UInt8] = []
         buf.reserveCapacity(1 << 16)
-        var snap = DirectorySnapshot(root: path, rootStat: .init(st))
-        try walk(path, rel: "", into: h, buffer: &buf, snapshot: &snap)
+        var snap = DirectorySnapshot(root: path)
+        try walk(path, rel: "", stat: st, into: h, buffer: &buf, snapshot: &snap)
         h.update(buf)
         snap.digest = h.hexDigest()
         if let snapPath { try? snap.save(snapPath) }
@@ -157,21 +160,23 @@ public struct InputHasher: Sendable {
 
     /// Serialises (relative path, mode, digest) of every entry in byte order into
     /// `buffer`, feeding the hash in 64 KiB chunks (one EVP call per chunk, not per field).
-    private func walk(_ dir: String, rel: String, into h: SHA256, buffer: inout [UInt8], snapshot: inout DirectorySnapshot) throws {
+    private func walk(_ dir: String, rel: String, stat dirStat: FileSystem.Stat, into h: SHA256, buffer: inout [UInt8], snapshot: inout DirectorySnapshot) throws {
         var names = try FileSystem.listDirectory(dir)
         names.sort(by: ByteOrder.less)
+        let group = snapshot.groups.count
+        snapshot.groups.append(.init(rel: rel, stat: StatKey(dirStat)))
         for name in names {
             let p = dir + "/" + name
             let r = rel.isEmpty ? name : rel + "/" + name
             let st = try FileSystem.lstat(p)
-            snapshot.entries.append(.init(rel: r, stat: .init(st)))
+            if !st.isDirectory { snapshot.groups[group].entries.append((name, StatKey(st))) }
             buffer.append(utf8: r)
             buffer.append(0)
             buffer.appendDecimal(st.mode)
             buffer.append(0)
             if st.isDirectory {
                 buffer.append(0x0A)
-                try walk(p, rel: r, into: h, buffer: &buffer, snapshot: &snapshot)
+                try walk(p, rel: r, stat: st, into: h, buffer: &buffer, snapshot: &snapshot)
             } else {
                 buffer.append(utf8: try entryDigest(p, st))
                 buffer.append(0x0A)
@@ -184,146 +189,9 @@ public struct InputHasher: Sendable {
     }
 }
 
-private struct SharedPointers: @unchecked Sendable {
-    let recs: UnsafeBufferPointer<(Int, StatKey)>
-    let raw: UnsafeRawPointer
-    let ok: UnsafeMutableBufferPointer<Bool>
-}
-
-/// The stat data that identifies an unchanged entry.
-struct StatKey: Equatable {
-    var mode: UInt32
-    var size: UInt64
-    var mtimeNs: Int64
-    var ctimeNs: Int64
-    var inode: UInt64
-
-    init(_ st: FileSystem.Stat) {
-        mode = st.mode
-        size = st.size
-        mtimeNs = st.mtimeSec * 1_000_000_000 + st.mtimeNsec
-        ctimeNs = st.ctimeSec * 1_000_000_000 + st.ctimeNsec
-        inode = st.inode
-    }
-
-    init(mode: UInt32, size: UInt64, mtimeNs: Int64, ctimeNs: Int64, inode: UInt64) {
-        self.mode = mode
-        self.size = size
-        self.mtimeNs = mtimeNs
-        self.ctimeNs = ctimeNs
-        self.inode = inode
-    }
-}
-
-struct DirectorySnapshot {
-    struct Entry {
-        var rel: String
-        var stat: StatKey
-    }
-
-    var root: String
-    var rootStat: StatKey
-    var entries: [Entry] = []
-    var digest = ""
-
-    init(root: String, rootStat: StatKey) {
-        self.root = root
-        self.rootStat = rootStat
-    }
-
-    /// The saved digest when every entry still has its recorded stat data, else nil.
-    /// Works on the file's bytes directly (relative paths become C strings in place, no
-    /// Swift Strings) and `fstatat`s against the root's fd, split over all cores: this is
-    /// the whole cost of a no-op build's input check.
-    static func currentDigest(_ snapPath: String, root: String, rootStat: FileSystem.Stat) -> String? {
-        guard var bytes = try? FileSystem.readFile(snapPath) else { return nil }
-        return bytes.withUnsafeMutableBufferPointer { b -> String? in
-            var i = 0
-            let n = b.count
-            func line() -> String? {
-                let s = i
-                while i < n, b[i] != 0x0A { i += 1 }
-                guard i < n else { return nil }
-                defer { i += 1 }
-                return String(decoding: UnsafeBufferPointer(rebasing: b[s..<i]), as: UTF8.self)
-            }
-            func number() -> UInt64? {
-                var v: UInt64 = 0
-                let s = i
-                while i < n, b[i] >= 0x30, b[i] <= 0x39 { v = v &* 10 &+ UInt64(b[i] - 0x30); i += 1 }
-                guard i > s, i < n, b[i] == 0x09 else { return nil }
-                i += 1
-                return v
-            }
-            func key() -> StatKey? {
-                guard let mode = number(), let size = number(), let m = number(), let c = number(), let ino = number() else { return nil }
-                return StatKey(mode: UInt32(truncatingIfNeeded: mode), size: size, mtimeNs: Int64(bitPattern: m), ctimeNs: Int64(bitPattern: c), inode: ino)
-            }
-            guard let digest = line(), let savedRoot = line(), savedRoot == root, let rk = key(), line() == ".", rk == StatKey(rootStat) else { return nil }
-            // Records: (offset of the NUL-terminated relative path, expected stat).
-            var records: [(Int, StatKey)] = []
-            while i < n {
-                guard let k = key() else { return nil }
-                let s = i
-                while i < n, b[i] != 0x0A { i += 1 }
-                guard i < n else { return nil }
-                b[i] = 0
-                i += 1
-                records.append((s, k))
-            }
-            let dirfd = open(root, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
-            guard dirfd >= 0, let base = b.baseAddress else { return nil }
-            defer { close(dirfd) }
-            let workers = max(1, min(ProcessInfo.processInfo.activeProcessorCount, records.count / 2048 + 1))
-            let chunk = (records.count + workers - 1) / workers
-            let ok = UnsafeMutableBufferPointer<Bool>.allocate(capacity: workers)
-            defer { ok.deallocate() }
-            ok.initialize(repeating: true)
-            records.withUnsafeBufferPointer { recsPtr in
-                // Read-only inputs; each worker writes only its own `ok` slot.
-                let shared = SharedPointers(recs: recsPtr, raw: UnsafeRawPointer(base), ok: ok)
-                DispatchQueue.concurrentPerform(iterations: workers) { w in
-                    let recs = shared.recs, raw = shared.raw, ok = shared.ok
-                    var st = stat()
-                    let lo = w * chunk, hi = min(recs.count, lo + chunk)
-                    var idx = lo
-                    while idx < hi {
-                        let (off, k) = recs[idx]
-                        let p = raw.advanced(by: off).assumingMemoryBound(to: CChar.self)
-                        guard fstatat(dirfd, p, &st, AT_SYMLINK_NOFOLLOW) == 0,
-                              StatKey(FileSystem.Stat(st)) == k else { ok[w] = false; return }
-                        idx += 1
-                    }
-                }
-            }
-            return ok.allSatisfy { $0 } ? digest : nil
-        }
-    }
-
-    /// Not saved when any entry changed within the last 2 s: a second write in the same
-    /// timestamp tick would otherwise go unnoticed.
-    func save(_ path: String) throws {
-        let racy = Int64(Date().timeIntervalSince1970 * 1e9) - 2_000_000_000
-        if rootStat.mtimeNs >= racy || rootStat.ctimeNs >= racy { return }
-        var out: [UInt8] = []
-        out.reserveCapacity(entries.count * 80 + 200)
-        out.append(utf8: digest); out.append(0x0A)
-        out.append(utf8: root); out.append(0x0A)
-        func add(_ k: StatKey, _ rel: String) {
-            out.appendDecimal(k.mode); out.append(0x09)
-            out.appendDecimal(k.size); out.append(0x09)
-            out.appendDecimal(k.mtimeNs); out.append(0x09)
-            out.appendDecimal(k.ctimeNs); out.append(0x09)
-            out.appendDecimal(k.inode); out.append(0x09)
-            out.append(utf8: rel); out.append(0x0A)
-        }
-        add(rootStat, ".")
-        for e in entries {
-            if e.stat.mtimeNs >= racy || e.stat.ctimeNs >= racy { return }
-            add(e.stat, e.rel)
-        }
-        try FileSystem.makeDirectories(FileSystem.dirname(path))
-        try FileSystem.writeAtomically(path, out)
-    }
-
+final class LockedSet: @unchecked Sendable {
+    private let lock = NSLock()
+    private var items: Set<String> = []
+    func insert(_ s: String) { lock.lock(); items.insert(s); lock.unlock() }
+    var all: Set<String> { lock.lock(); defer { lock.unlock() }; return items }
 }

@@ -4,7 +4,7 @@ import Boards
 import OSBuildKit
 
 struct Boards: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "List buildable boards (the JSON is a CI matrix).")
+    static let configuration = CommandConfiguration(commandName: "boards", abstract: "List buildable boards (the JSON is a CI matrix).")
     @Flag(help: "Print a JSON array, one object per board (id, name, arch, version, image, ...).") var json = false
     @Flag(help: "Include abstract parent boards.") var all = false
 
@@ -30,7 +30,7 @@ struct BoardCommand: ParsableCommand {
         subcommands: [Show.self, Keys.self])
 
     struct Show: ParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Print the fully resolved board (after inheritance), with where each value came from.")
+        static let configuration = CommandConfiguration(commandName: "show", abstract: "Print the fully resolved board (after inheritance), with where each value came from.")
         @Argument(help: "Board id.") var board: String
         @Flag(help: "Print as JSON.") var json = false
 
@@ -44,7 +44,7 @@ struct BoardCommand: ParsableCommand {
     }
 
     struct Keys: ParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Print the reference of every board setting (docs/boards.md is generated from it).")
+        static let configuration = CommandConfiguration(commandName: "keys", abstract: "Print the reference of every board setting (docs/boards.md is generated from it).")
         @Flag(help: "Markdown (as in docs/boards.md).") var markdown = false
 
         func run() throws {

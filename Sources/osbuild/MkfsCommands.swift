@@ -7,6 +7,7 @@ import SquashFS
 /// `osbuild mkfs <type>`: build a filesystem image from a directory.
 struct Mkfs: ParsableCommand {
     static let configuration = CommandConfiguration(
+        commandName: "mkfs",
         abstract: "Build a filesystem image (squashfs, ...) from a directory.",
         subcommands: [Squashfs.self, Erofs.self]
     )

@@ -27,6 +27,7 @@ struct OSBuild: ParsableCommand {
     /// ArgumentParser exits 64 (EX_USAGE) on bad arguments; osbuild documents 2 for every
     /// usage error, so remap that one code and keep the parser's message.
     static func main() {
+        MakePrefetch.start(CommandLine.arguments)
         do {
             var command = try parseAsRoot()
             try command.run()

@@ -291,6 +291,112 @@ func ran(_ o: StageOutcome?) -> Bool { if case .ran? = o { true } else { false }
     }
 }
 
+/// The per-directory snapshot check on a deeper tree: every change below must be seen,
+/// however deep, and the prefetch started ahead of the run must agree with it.
+@Suite struct DirectorySnapshotTests {
+    /// inputs/tree/{a,b}/{x,y}/f{0,1,2}, aged past the 2 s racy window, snapshot saved.
+    func agedFixture() throws -> (TempDir, StageRunner, Counter) {
+        let tmp = try TempDir("snap")
+        for d in ["a", "b"] { for s in ["x", "y"] { for i in 0..<3 { try tmp.write("tree/\(d)/\(s)/f\(i)", "\(d)\(s)\(i)\n") } } }
+        try tmp.write("tree/top", "top")
+        let counter = Counter()
+        let tree = tmp.sub("tree")
+        let stage = Stage(name: "s", summary: "", inputs: StageInputs(paths: [tree])) { ctx in
+            counter.hit("s")
+            try FileSystem.writeAtomically(ctx.outputDir + "/x", "1")
+        }
+        let runner = try StageRunner(stages: [stage], buildDir: BuildDirectory(tmp.sub("build")), downloadCache: tmp.sub("dl"))
+        Thread.sleep(forTimeInterval: 2.2)
+        _ = try runner.run()
+        #expect(try FileSystem.listDirectory(runner.buildDir.snapshotsDir).count == 1)
+        #expect(try runner.run().results.map(\.outcome) == [.cached])
+        return (tmp, runner, counter)
+    }
+
+    static let changes = [
+        "in-place edit", "same size, mtime restored", "deep add", "deep remove", "directory renamed",
+        "directories swapped", "directory replaced by symlink", "chmod deep", "empty directory added",
+    ]
+
+    /// Writes in place (same inode, directory untouched), like an editor that does not
+    /// replace the file.
+    static func overwrite(_ path: String, _ text: String) {
+        let fd = open(path, O_WRONLY)
+        _ = text.utf8CString.withUnsafeBufferPointer { write(fd, $0.baseAddress, $0.count - 1) }
+        close(fd)
+    }
+
+    static func apply(_ change: String, _ t: TempDir) throws {
+        switch change {
+        case "in-place edit": overwrite(t.sub("tree/b/y/f2"), "changed\n")
+        case "same size, mtime restored":
+            let p = t.sub("tree/a/x/f1")
+            var st = stat()
+            _ = lstat(p, &st)
+            overwrite(p, "AX1\n")
+            var times = [st.st_atim, st.st_mtim]
+            _ = utimensat(AT_FDCWD, p, &times, AT_SYMLINK_NOFOLLOW)
+            var after = stat()
+            _ = lstat(p, &after)
+            #expect(after.st_size == st.st_size && after.st_mtim.tv_nsec == st.st_mtim.tv_nsec && after.st_ino == st.st_ino)
+        case "deep add": try t.write("tree/a/y/new", "n")
+        case "deep remove": _ = unlink(t.sub("tree/b/x/f0"))
+        case "directory renamed": _ = rename(t.sub("tree/a/x"), t.sub("tree/a/z"))
+        case "directories swapped":
+            _ = rename(t.sub("tree/a"), t.sub("tree/tmp"))
+            _ = rename(t.sub("tree/b"), t.sub("tree/a"))
+            _ = rename(t.sub("tree/tmp"), t.sub("tree/b"))
+        case "directory replaced by symlink":
+            _ = rename(t.sub("tree/b/y"), t.sub("y-moved"))
+            _ = symlink(t.sub("y-moved"), t.sub("tree/b/y"))
+        case "chmod deep": _ = chmod(t.sub("tree/a/y/f0"), 0o600)
+        case "empty directory added": _ = mkdir(t.sub("tree/b/x/empty"), 0o755)
+        default: Issue.record("unknown change \(change)")
+        }
+    }
+
+    /// Each case ages its own tree (2.2 s); the cases run in parallel.
+    @Test(arguments: changes, [false, true])
+    func everyKindOfChangeIsSeen(_ change: String, prefetch: Bool) throws {
+        let (tmp, runner, counter) = try agedFixture()
+        try DirectorySnapshotTests.apply(change, tmp)
+        if prefetch { SnapshotPrefetch.start(buildDir: runner.buildDir) }
+        #expect(try runner.run().results.map(\.outcome) != [.cached], "\(change) was not noticed (prefetch: \(prefetch))")
+        #expect(counter.count("s") == 2)
+    }
+
+    @Test func prefetchedCheckIsUsedAndSnapshotsArePruned() throws {
+        let (tmp, runner, counter) = try agedFixture()
+        // A stale snapshot (an input no stage declares any more) is pruned by a full run.
+        let stale = runner.buildDir.snapshotsDir + "/stale.v2"
+        try FileSystem.writeAtomically(stale, "x")
+        SnapshotPrefetch.start(buildDir: runner.buildDir)
+        #expect(try runner.run().results.map(\.outcome) == [.cached])
+        #expect(!FileSystem.exists(stale))
+        #expect(counter.count("s") == 1)
+        // A result is used once: a change after the prefetched run is still seen.
+        try tmp.write("tree/top", "TOP")
+        #expect(try runner.run().results.map(\.outcome) != [.cached])
+    }
+
+    /// Truncated, or a name's NUL overwritten (names are passed to the kernel in place).
+    @Test(arguments: ["truncated", "unterminated name"])
+    func corruptSnapshotFallsBackToAWalk(_ damage: String) throws {
+        let (tmp, runner, counter) = try agedFixture()
+        let snaps = try FileSystem.listDirectory(runner.buildDir.snapshotsDir)
+        for name in snaps {
+            let p = runner.buildDir.snapshotsDir + "/" + name
+            var bytes = try FileSystem.readFile(p)
+            if damage == "truncated" { bytes.removeLast(5) } else { bytes[bytes.count - 1] = 0x41 }
+            try FileSystem.writeAtomically(p, bytes)
+        }
+        #expect(try runner.run().results.map(\.outcome) == [.cached])  // re-walked, same digest
+        try tmp.write("tree/a/x/f0", "other\n")
+        #expect(try runner.run().results.map(\.outcome) != [.cached])
+        #expect(counter.count("s") == 2)
+    }
+}
+
 extension RunOptions {
     static var forced: RunOptions {
         var o = RunOptions()
