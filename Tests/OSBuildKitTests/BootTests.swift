@@ -239,50 +239,7 @@ final class BuiltImage: @unchecked Sendable {
         try Self.fsckESP(img, tmp: tmp)
     }
 
-    /// The A/B update end to end: build the same board with os.version 2.0 (same project
-    /// keys), `bundle install` its bundle into a copy of the 1.0 image, boot: slot B runs
-    /// version 2.0 and marks itself good.
-    @Test func installedUpdateBootsSlotBWithTheNewVersion() throws {
-        guard Self.tools() else { return }
-        let (board, image) = try BuiltImage.qemu.get()
-        let tmp = try TempDir("boot-update")
-        let project = tmp.sub("project")
-        try FileSystem.makeDirectories(project)
-        _ = try Subprocess.run(["cp", "-a", TestEnv.repoRoot + "/boards", TestEnv.repoRoot + "/overlay", project])
-        _ = try Subprocess.run(["ln", "-s", TestEnv.repoRoot + "/keys", project + "/keys"])
-        let boardFile = project + "/boards/qemu-x86-64.toml"
-        let text = try FileSystem.readText(boardFile)
-        try #require(text.contains("\n[os]\n"))
-        try FileSystem.writeAtomically(boardFile, text.replacingOccurrences(of: "\n[os]\n", with: "\n[os]\nversion = \"2.0\"\n"))
-        let p2 = Project(root: project)
-        let board2 = try p2.loader.load("qemu-x86-64")
-        #expect(board2.version == "2.0" && board2.compatible == board.compatible)
-        let bd2 = p2.buildDirectory(board: board2.id, override: tmp.sub("out2"))
-        let runner = try StageRunner(stages: try Pipeline.stages(for: board2, project: p2, buildDir: bd2), buildDir: bd2,
-                                     downloadCache: ShippedBoardBuildTests.downloadCache)
-        let summary = try runner.run(restrictedTo: "bundle")
-        #expect(!summary.failed)
-        let bundle = bd2.outputDir("bundle") + "/" + board2.artifactName("raucb")
-
-        let img = tmp.sub("update.img")
-        _ = try Subprocess.run(["cp", "--sparse=always", image, img])
-        let report = try BundleInstaller.install(bundle: bundle, image: img,
-                                                 options: InstallOptions(board: board, keysDirectory: TestEnv.repoRoot + "/keys"))
-        #expect(report.targetSlot == "B" && report.version == "2.0")
-        #expect(try Self.grubenv(img, tmp: tmp)["ORDER"] == "B A")
-
-        var o = BootTest.Options(image: img, arch: board.arch, logPath: tmp.sub("serial.log"), workDir: tmp.sub("work"))
-        o.inPlace = true
-        o.expectSlot = "B"
-        o.expectVersion = "2.0"
-        o.timeout = 300
-        let r = try BootTest.run(o)
-        print("update boot test (TCG): slot \(r.slot) version \(r.version) after \(String(format: "%.1f", r.seconds)) s")
-        #expect(r.trace.grubBoots == ["B"])
-        let after = try Self.grubenv(img, tmp: tmp)
-        #expect(after["ORDER"] == "B A" && after["B_OK"] == "1" && after["B_TRY"] == "0" && after["A_OK"] == "1", "\(after)")
-        try Self.fsckESP(img, tmp: tmp)
-    }
+    // The A/B update through `bundle install` is BundleInstallBootTests (A → B 2.0 → A).
 
     /// The initramfs finds an MBR root by PARTUUID (disk signature + partition number, as
     /// the Pi boards' cmdline.txt names it): the built kernel + initramfs boot directly
