@@ -7,25 +7,12 @@ import Glibc
 public struct ShortFileError: UserError {
     public var path: String
     public var offset: UInt64
-    public var description: String { "\(path): file ends at byte \(offset) but more data was expected (truncated, or shrank while being read)" }
+    public var missing: Int
+    public var description: String { "\(path): file ends at byte \(offset), \(missing) more bytes expected (truncated, or shrank while being read)" }
 }
 
+/// Sequential whole-file reading (positional reads are in PositionalIO).
 public enum FileReading {
-    /// Fill `buf` from `fd` at `offset`, retrying short reads; throws ShortFileError at EOF.
-    public static func preadFully(_ fd: Int32, _ buf: UnsafeMutableRawBufferPointer, offset: UInt64, path: String) throws {
-        guard let base = buf.baseAddress else { return }
-        var done = 0
-        while done < buf.count {
-            let n = pread(fd, base + done, buf.count - done, off_t(offset) + off_t(done))
-            if n < 0 {
-                if errno == EINTR { continue }
-                throw SystemError("read", path: path, errno: errno)
-            }
-            if n == 0 { throw ShortFileError(path: path, offset: offset + UInt64(done)) }
-            done += n
-        }
-    }
-
     /// Reads `[offset, offset + length)` of a file (default: to its end) in full chunks of
     /// `chunkSize` bytes (only the last may be shorter), with one reusable buffer. The body
     /// gets each chunk and its offset in the file.
@@ -41,7 +28,7 @@ public enum FileReading {
         while off < end {
             let want = Int(min(UInt64(chunkSize), end - off))
             let chunk = UnsafeMutableRawBufferPointer(rebasing: buf[0..<want])
-            try preadFully(fd, chunk, offset: off, path: path)
+            try PositionalIO.read(fd, into: chunk, at: off, path: path)
             try body(UnsafeRawBufferPointer(chunk), off)
             off += UInt64(want)
         }

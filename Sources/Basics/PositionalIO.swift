@@ -14,7 +14,7 @@ public enum PositionalIO {
                 if errno == EINTR { continue }
                 throw SystemError("read", path: path, errno: errno)
             }
-            if n == 0 { throw MessageError("\(path): file ends at byte \(offset + UInt64(done)), expected \(buf.count - done) more bytes (truncated?)") }
+            if n == 0 { throw ShortFileError(path: path, offset: offset + UInt64(done), missing: buf.count - done) }
             done += n
         }
     }

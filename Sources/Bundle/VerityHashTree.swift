@@ -218,7 +218,7 @@ struct SaltedHasher: ~Copyable {
 
 func preadFully(_ fd: Int32, _ buf: UnsafeMutableRawBufferPointer, offset: UInt64, path: String) throws {
     do {
-        try FileReading.preadFully(fd, buf, offset: offset, path: path)
+        try PositionalIO.read(fd, into: buf, at: offset, path: path)
     } catch let e as ShortFileError {
         throw BundleError.truncated(path: e.path, offset: e.offset)
     }
