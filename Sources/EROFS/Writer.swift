@@ -668,7 +668,7 @@ private struct ImageBuilder {
             let o = EROFSFormat.superblockOffset + 128
             sb.replaceSubrange(o..<(o + c.count), with: c.bytes)
         }
-        let crc = CRC32C.raw(~0, sb[EROFSFormat.superblockOffset..<bs])
+        let crc = CRC32C.update(~0, sb[EROFSFormat.superblockOffset..<bs])
         sb.putU32(crc, at: EROFSFormat.superblockOffset + 4)
         try sb.withUnsafeBytes { try out.pwrite($0, at: 0) }
         if ftruncate(out.fd, off_t(totalBlocks << 12)) != 0 {
