@@ -28,6 +28,7 @@ struct Erofs: ParsableCommand {
     @Flag(name: .customLong("no-inline"), help: "Never store data tails inline after inodes.") var noInline = false
     @Flag(name: .customLong("no-ztailpacking"), help: "Do not inline the compressed tail of files (needed before Linux 5.17).") var noZtail = false
     @Option(help: .hidden) var threads: Int?
+    @Flag(name: .shortAndLong, help: "Print the time of each phase (source import, plan, data, metadata, commit).") var verbose = false
 
     func run() throws {
         try runReportingErrors {
@@ -53,7 +54,9 @@ struct Erofs: ParsableCommand {
             opts.inlineData = !noInline
             opts.ztailpacking = !noZtail
             if let threads { opts.threads = max(1, threads) }
+            let importStart = PhaseTimes.now()
             let src = try ImageSource(source, allRoot: allRoot, scratchParent: FileSystem.dirname(output))
+            let importSeconds = PhaseTimes.now() - importStart
             var tree = src.tree
             if let epoch = try BuildClock.sourceDateEpoch() {
                 tree.clampMtimes(to: epoch)
@@ -67,6 +70,12 @@ struct Erofs: ParsableCommand {
             withExtendedLifetime(src) {}
             console.line("\(output): \(ByteCount.format(stats.imageBytes)) (\(stats.blocks) blocks), \(stats.inodes) inodes "
                 + "(\(stats.compactInodes) compact), \(stats.compressedFiles)/\(stats.regularFiles) files compressed (\(opts.compression))")
+            if verbose {
+                var phases = PhaseTimes()
+                phases.add("import", importSeconds)
+                phases.append(stats.phases)
+                console.line("phases: \(phases)")
+            }
         }
     }
 }

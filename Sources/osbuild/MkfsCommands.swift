@@ -67,6 +67,9 @@ struct Mkfs: ParsableCommand {
         @Option(help: "Compression threads (default: one per CPU).")
         var threads: Int = 0
 
+        @Flag(name: .shortAndLong, help: "Print the time of each phase (source import, data, metadata, commit).")
+        var verbose = false
+
         func run() throws {
             try runReportingErrors {
                 guard let bsize = ByteCount.parse(blockSize), bsize <= 1 << 30 else {
@@ -100,7 +103,9 @@ struct Mkfs: ParsableCommand {
                     sparse: !noSparse, exportTable: !noExports,
                     mkfsTime: epoch.map { UInt32(clamping: $0) }, threads: threads)
                 try options.validate()
+                let importStart = PhaseTimes.now()
                 let source = try ImageSource(src, allRoot: allRoot, scratchParent: FileSystem.dirname(out))
+                let importSeconds = PhaseTimes.now() - importStart
                 var tree = source.tree
                 if let epoch { tree.clampMtimes(to: epoch) }
                 let console = Console.shared
@@ -122,6 +127,12 @@ struct Mkfs: ParsableCommand {
                     console.error("warning: \(stats.droppedXAttrs.count - 10) more xattrs left out")
                 }
                 console.line("\(out): \(stats)")
+                if verbose {
+                    var phases = PhaseTimes()
+                    phases.add("import", importSeconds)
+                    phases.append(stats.phases)
+                    console.line("phases: \(phases)")
+                }
             }
         }
     }
