@@ -47,13 +47,18 @@ extension FSTree {
             for (d, scan) in scans.enumerated() {
                 let parent = level[d].id
                 for e in scan {
-                    if let key = e.linkKey, let existing = seen[key] {
-                        try linkChild(e.name, of: parent, to: existing)
-                        continue
+                    do {
+                        if let key = e.linkKey, let existing = seen[key] {
+                            try linkChild(e.name, of: parent, to: existing)
+                            continue
+                        }
+                        let id = try insertChild(e.name, of: parent, e.inode)
+                        if let key = e.linkKey { seen[key] = id }
+                        if e.inode.kind == .directory { next.append((level[d].host + "/" + e.name, id)) }
+                    } catch let error as FSTree.Error {
+                        // Name the host path, not just the entry name.
+                        throw FSTree.Error(path: level[d].host + "/" + e.name, reason: error.reason)
                     }
-                    let id = try insertChild(e.name, of: parent, e.inode)
-                    if let key = e.linkKey { seen[key] = id }
-                    if e.inode.kind == .directory { next.append((level[d].host + "/" + e.name, id)) }
                 }
             }
             level = next
