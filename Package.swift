@@ -38,7 +38,7 @@ let package = Package(
         .target(name: "Rootfs", dependencies: ["Basics", "FSTree", "Codecs", "CArchive"]),
         .target(name: "SquashFS", dependencies: ["Basics", "FSTree", "Codecs"]),
         .target(name: "EROFS", dependencies: ["Basics", "FSTree", "Codecs"]),
-        .target(name: "DiskImage", dependencies: ["Basics", "FSTree", "Codecs", "CFdisk", "CBlkid", "CArchive"]),
+        .target(name: "DiskImage", dependencies: ["Basics", "FSTree", "Codecs", "CFdisk", "CBlkid", "CArchive", "CZlib"]),
         .target(name: "Bundle", dependencies: ["Basics", "FSTree", "Codecs", "SquashFS", "COpenSSL"]),
         // Bootloader file formats: GRUB config/environment, U-Boot script and environment,
         // Raspberry Pi config/tryboot files. Pure formats; the stages live in OSBuildKit.

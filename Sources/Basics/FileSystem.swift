@@ -238,9 +238,10 @@ public final class AtomicOutputFile {
     }
 
     public func write(_ buffer: UnsafeRawBufferPointer) throws {
+        guard let base = buffer.baseAddress else { return }
         var off = 0
         while off < buffer.count {
-            let n = Glibc.write(fd, buffer.baseAddress! + off, buffer.count - off)
+            let n = Glibc.write(fd, base + off, buffer.count - off)
             if n < 0 {
                 if errno == EINTR { continue }
                 throw SystemError("write", path: finalPath, errno: errno)
@@ -263,9 +264,10 @@ public final class AtomicOutputFile {
     }
 
     public func pwrite(_ buffer: UnsafeRawBufferPointer, at offset: UInt64) throws {
+        guard let base = buffer.baseAddress else { return }
         var off = 0
         while off < buffer.count {
-            let n = Glibc.pwrite(fd, buffer.baseAddress! + off, buffer.count - off, off_t(offset) + off_t(off))
+            let n = Glibc.pwrite(fd, base + off, buffer.count - off, off_t(offset) + off_t(off))
             if n < 0 {
                 if errno == EINTR { continue }
                 throw SystemError("write", path: finalPath, errno: errno)

@@ -182,6 +182,10 @@ public enum BoardSettings {
 
         Setting("bootloader.kind", .choice(["grub", "uboot", "tryboot", "custom", "none"]), default: .string("none"), "Boot mechanism and A/B switching backend."),
         Setting("bootloader.tries", .integer, default: .integer(3), "Boot attempts of a new slot before falling back."),
+        Setting("bootloader.firmware-dir", .path, "Raspberry Pi: directory with the firmware blobs (start4.elf, fixup4.dat, ...); default: $OSBUILD_RPI_FIRMWARE."),
+        Setting("bootloader.firmware", .stringList, "Raspberry Pi: firmware files copied from firmware-dir into the boot partition (all required)."),
+        Setting("bootloader.dtbs", .stringList, "Device trees copied into the boot partition: globs under the kernel's dtbs directory (e.g. broadcom/bcm2711-*.dtb)."),
+        Setting("bootloader.config", .stringMap, "Raspberry Pi: extra config.txt settings (key = value), after the generated ones."),
 
         Setting("disk.table", .choice(["gpt", "mbr", "hybrid"]), default: .string("gpt"), "Partition table type."),
         Setting("disk.size", .size, "Disk image size; default: computed from the partitions."),
@@ -189,7 +193,9 @@ public enum BoardSettings {
         Setting("disk.id", .string, "Disk GUID (GPT) or 32-bit MBR signature (0x...)."),
         Setting("disk.partition", .records(fields: partitionFields), "Partitions in table order ([[disk.partition]])."),
         Setting("disk.raw", .records(fields: rawFields), "Raw blobs at fixed offsets outside partitions ([[disk.raw]])."),
-        Setting("disk.formats", .stringList, default: .list(["img", "bmap"]), "Outputs: img, bmap, img.xz, zip, qcow2, vmdk, vdi, vhdx."),
+        Setting("disk.formats", .stringList, default: .list(["img", "bmap"]), "Outputs: img, bmap, img.xz, zip, qcow2, vmdk, vdi, vhdx, ova."),
+        Setting("disk.vm-cpus", .integer, default: .integer(2), "Virtual CPUs declared in the .ova appliance."),
+        Setting("disk.vm-memory", .size, default: .string("1G"), "Memory declared in the .ova appliance."),
 
         Setting("bundle.compatible", .string, "RAUC compatible string; default <os-id>-<board>."),
         Setting("bundle.format", .choice(["plain", "verity"]), default: .string("verity"), "RAUC bundle format."),

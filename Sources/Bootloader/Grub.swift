@@ -47,11 +47,17 @@ public enum GrubConfig {
               if [ "$s" = "A" ]; then set A_TRY="$next"; else set B_TRY="$next"; fi
               save_env A_TRY B_TRY
             done
-            if [ -z "$slot" ]; then echo "osbuild: no bootable slot (ORDER=$ORDER)"; sleep 5; reboot; fi
+            if [ -z "$slot" ]; then echo "osbuild-grub: no bootable slot (ORDER=$ORDER, A_OK=$A_OK A_TRY=$A_TRY, B_OK=$B_OK B_TRY=$B_TRY)"; sleep 5; reboot; fi
+            echo "osbuild-grub: booting slot $slot (try $next of \(tries), ORDER=$ORDER)"
             if [ "$slot" = "A" ]; then set kpart=\(slots.kernelA); set root_label=\(slots.rootA); else set kpart=\(slots.kernelB); set root_label=\(slots.rootB); fi
             menuentry "osbuild slot $slot" {
-              linux (hd0,gpt$kpart)/vmlinuz root=PARTLABEL=$root_label rauc.slot=$slot ro \(cmdline)
-              initrd (hd0,gpt$kpart)/initramfs.img
+              if linux (hd0,gpt$kpart)/vmlinuz root=PARTLABEL=$root_label rauc.slot=$slot ro \(cmdline); then
+                if initrd (hd0,gpt$kpart)/initramfs.img; then boot; fi
+              fi
+              # A slot whose kernel cannot load counts as a failed try, like one that does not boot.
+              echo "osbuild-grub: slot $slot: cannot load vmlinuz/initramfs.img from (hd0,gpt$kpart); rebooting"
+              sleep 3
+              reboot
             }
 
             """
@@ -83,7 +89,9 @@ public enum GrubEnv {
         }
         var vars: [(String, String)] = []
         for line in String(decoding: bytes.dropFirst(header.utf8.count), as: UTF8.self).split(separator: "\n") {
-            if line.hasPrefix("#") { break }
+            // Comment lines (grub-editenv 2.12 writes a "# WARNING" line) and the final
+            // run of padding are skipped, as GRUB's own reader does.
+            if line.hasPrefix("#") { continue }
             guard let eq = line.firstIndex(of: "=") else { continue }
             vars.append((String(line[..<eq]), String(line[line.index(after: eq)...])))
         }

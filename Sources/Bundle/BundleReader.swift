@@ -157,18 +157,11 @@ public enum BundleReader {
 
     static func checkImagesInPayload(_ m: Manifest, bundlePath: String, reader: any PayloadImageReader) throws {
         let images = m.images.filter { $0.filename != nil }
-        let results = ResultBox<Bool>(count: images.count)
-        DispatchQueue.concurrentPerform(iterations: images.count) { i in
-            do {
-                try checkOneImage(images[i], bundlePath: bundlePath) { name, sink in
-                    try reader.stream(image: bundlePath, file: name, sink: sink)
-                }
-                results.set(i, .success(true))
-            } catch {
-                results.set(i, .failure(error))
+        try Parallel.run(images.count) { i in
+            try checkOneImage(images[i], bundlePath: bundlePath) { name, sink in
+                try reader.stream(image: bundlePath, file: name, sink: sink)
             }
         }
-        for i in images.indices { _ = try results.get(i)?.get() }
     }
 
     static func checkOneImage(_ img: ManifestImage, bundlePath: String,
@@ -195,7 +188,7 @@ public enum BundleReader {
 
     static func sha256(of path: String, length: UInt64) throws -> [UInt8] {
         var h = SHA256()
-        try FileChunks.forEach(path, length: length) { chunk, _ in h.update(chunk) }
+        try FileReading.forEachChunk(path, length: length) { chunk, _ in h.update(chunk) }
         return h.finalize()
     }
 
@@ -231,7 +224,7 @@ public enum BundleReader {
     }
 
     static func streamFile(_ path: String, _ sink: (UnsafeRawBufferPointer) throws -> Void) throws {
-        try FileChunks.forEach(path) { chunk, _ in try sink(chunk) }
+        try FileReading.forEachChunk(path) { chunk, _ in try sink(chunk) }
     }
 
     /// `osbuild bundle resign`: verify with the old keyring, then replace only the
@@ -255,7 +248,7 @@ public enum BundleReader {
     }
 
     static func copyPrefix(from path: String, length: UInt64, to file: AtomicOutputFile) throws {
-        try FileChunks.forEach(path, length: length, chunkSize: 4 << 20) { chunk, offset in
+        try FileReading.forEachChunk(path, length: length, chunkSize: 4 << 20) { chunk, offset in
             try file.pwrite(chunk, at: offset)
         }
     }

@@ -160,19 +160,13 @@ public enum BundleWriter {
                 }
             }
         }
-        let results = ResultBox<Result>(count: images.count)
-        DispatchQueue.concurrentPerform(iterations: images.count) { i in
-            guard let name = images[i].filename else { return }
-            do {
-                let r = try hashFile(contentDirectory + "/" + name, blockIndex: images[i].adaptive.contains("block-hash-index"))
-                results.set(i, .success(Result(sha: r.sha, size: r.size, index: r.index)))
-            } catch {
-                results.set(i, .failure(error))
-            }
+        let results = try Parallel.map(images.count) { i -> Result? in
+            guard let name = images[i].filename else { return nil }
+            let r = try hashFile(contentDirectory + "/" + name, blockIndex: images[i].adaptive.contains("block-hash-index"))
+            return Result(sha: r.sha, size: r.size, index: r.index)
         }
         for i in images.indices {
-            guard let name = images[i].filename, let r = results.get(i) else { continue }
-            let v = try r.get()
+            guard let name = images[i].filename, let v = results[i] else { continue }
             manifest.images[i].sha256 = v.sha
             manifest.images[i].size = v.size
             if let idx = v.index { indexFiles[name + ".block-hash-index"] = idx }
@@ -185,7 +179,7 @@ public enum BundleWriter {
         var index: [UInt8]? = blockIndex ? [] : nil
         // Chunks are whole 1 MiB reads except the last, and indexed images are a multiple
         // of 4096 bytes, so 4 KiB blocks never straddle chunks.
-        try FileChunks.forEach(path) { chunk, _ in
+        try FileReading.forEachChunk(path) { chunk, _ in
             h.update(chunk)
             if index != nil {
                 var off = 0
@@ -200,12 +194,4 @@ public enum BundleWriter {
         }
         return (h.hexDigest(), size, index)
     }
-}
-
-final class ResultBox<T: Sendable>: @unchecked Sendable {
-    private let lock = NSLock()
-    private var items: [Result<T, any Error>?]
-    init(count: Int) { items = Array(repeating: nil, count: count) }
-    func set(_ i: Int, _ r: Result<T, any Error>) { lock.lock(); items[i] = r; lock.unlock() }
-    func get(_ i: Int) -> Result<T, any Error>? { lock.lock(); defer { lock.unlock() }; return items[i] }
 }

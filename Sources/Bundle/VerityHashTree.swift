@@ -49,11 +49,11 @@ public enum VerityHashTree {
         var out = [UInt8](repeating: 0, count: blocks * digestSize)
         let chunkBlocks = 256  // 1 MiB reads
         let chunks = (blocks + chunkBlocks - 1) / chunkBlocks
-        let failure = FirstError()
+        let failure = ErrorCollector()
         out.withUnsafeMutableBytes { outBuf in
-            let outBase = UncheckedPointer(outBuf.baseAddress)
+            let outBase = SharedRawPointer(outBuf.baseAddress)
             DispatchQueue.concurrentPerform(iterations: chunks) { ci in
-                if failure.isSet { return }
+                if failure.hasError { return }
                 let first = ci * chunkBlocks
                 let count = min(chunkBlocks, blocks - first)
                 let buf = UnsafeMutableRawBufferPointer.allocate(byteCount: count * blockSize, alignment: 64)
@@ -67,11 +67,11 @@ public enum VerityHashTree {
                         hasher.digest(block, into: outRaw + (first + b) * digestSize)
                     }
                 } catch {
-                    failure.set(error)
+                    failure.add(ci, error)
                 }
             }
         }
-        if let e = failure.error { throw e }
+        if let e = failure.first { throw e }
         return out
     }
 
@@ -216,53 +216,10 @@ struct SaltedHasher: ~Copyable {
     }
 }
 
-/// A raw pointer handed to concurrentPerform workers that write disjoint ranges.
-struct UncheckedPointer: @unchecked Sendable {
-    let raw: UnsafeMutableRawPointer?
-    init(_ p: UnsafeMutableRawPointer?) { raw = p }
-}
-
-/// First error thrown by any parallel worker.
-final class FirstError: @unchecked Sendable {
-    private let lock = NSLock()
-    private var _error: (any Error)?
-    var isSet: Bool { lock.withLock { _error != nil } }
-    var error: (any Error)? { lock.withLock { _error } }
-    func set(_ e: any Error) { lock.withLock { if _error == nil { _error = e } } }
-}
-
 func preadFully(_ fd: Int32, _ buf: UnsafeMutableRawBufferPointer, offset: UInt64, path: String) throws {
-    var done = 0
-    while done < buf.count {
-        guard let base = buf.baseAddress else { return }
-        let n = pread(fd, base + done, buf.count - done, off_t(offset) + off_t(done))
-        if n < 0 {
-            if errno == EINTR { continue }
-            throw SystemError("read", path: path, errno: errno)
-        }
-        if n == 0 { throw BundleError.truncated(path: path, offset: offset + UInt64(done)) }
-        done += n
-    }
-}
-
-/// Reads `[0, length)` of a file (default: all of it) in full chunks of `chunkSize`
-/// bytes (only the last may be shorter), with one reusable buffer.
-enum FileChunks {
-    static func forEach(_ path: String, length: UInt64? = nil, chunkSize: Int = 1 << 20,
-                        _ body: (UnsafeRawBufferPointer, UInt64) throws -> Void) throws {
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else { throw SystemError("open", path: path, errno: errno) }
-        defer { close(fd) }
-        let total = try length ?? FileSystem.stat(path).size
-        let buf = UnsafeMutableRawBufferPointer.allocate(byteCount: chunkSize, alignment: 64)
-        defer { buf.deallocate() }
-        var off: UInt64 = 0
-        while off < total {
-            let want = Int(min(UInt64(chunkSize), total - off))
-            let chunk = UnsafeMutableRawBufferPointer(rebasing: buf[0..<want])
-            try preadFully(fd, chunk, offset: off, path: path)
-            try body(UnsafeRawBufferPointer(chunk), off)
-            off += UInt64(want)
-        }
+    do {
+        try FileReading.preadFully(fd, buf, offset: offset, path: path)
+    } catch let e as ShortFileError {
+        throw BundleError.truncated(path: e.path, offset: e.offset)
     }
 }

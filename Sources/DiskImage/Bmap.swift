@@ -48,12 +48,10 @@ public enum BmapWriter {
         let blocks = (size + blockSize - 1) / blockSize
         let mapped = ranges.reduce(UInt64(0)) { $0 + ($1.upperBound - $1.lowerBound + 1) }
         // Hash ranges on all cores; each range is read independently.
-        let sums = UnsafeSendableArray(count: ranges.count)
-        let errors = ErrorBox()
-        DispatchQueue.concurrentPerform(iterations: ranges.count) { i in
-            do { sums[i] = try hashRange(image, ranges[i], size: size) } catch { errors.add(i, error) }
+        let sums = try Parallel.map(ranges.count) { i in
+            let start = ranges[i].lowerBound * blockSize
+            return try FileReading.sha256Hex(image, offset: start, length: min(size, (ranges[i].upperBound + 1) * blockSize) - start)
         }
-        if let e = errors.first { throw e }
         var body = ""
         for (i, r) in ranges.enumerated() {
             let text = r.lowerBound == r.upperBound ? "\(r.lowerBound)" : "\(r.lowerBound)-\(r.upperBound)"
@@ -80,37 +78,5 @@ public enum BmapWriter {
             """
         }
         return doc(SHA256.hex(doc(zero)))
-    }
-
-    private static func hashRange(_ path: String, _ r: ClosedRange<UInt64>, size: UInt64) throws -> String {
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else { throw SystemError("open", path: path, errno: errno) }
-        defer { close(fd) }
-        var h = SHA256()
-        let start = r.lowerBound * blockSize
-        let end = min(size, (r.upperBound + 1) * blockSize)
-        let bufSize = 1 << 20
-        let buf = UnsafeMutableRawBufferPointer.allocate(byteCount: bufSize, alignment: 4096)
-        defer { buf.deallocate() }
-        var pos = start
-        while pos < end {
-            let n = pread(fd, buf.baseAddress, Int(min(UInt64(bufSize), end - pos)), off_t(pos))
-            if n < 0 { if errno == EINTR { continue }; throw SystemError("read", path: path, errno: errno) }
-            if n == 0 { throw MessageError("\(path): file shrank while hashing") }
-            h.update(UnsafeRawBufferPointer(rebasing: buf[0..<n]))
-            pos += UInt64(n)
-        }
-        return h.hexDigest()
-    }
-}
-
-/// Fixed-size array of strings written from concurrent jobs, each index by one job only.
-final class UnsafeSendableArray: @unchecked Sendable {
-    private var items: [String]
-    private let lock = NSLock()
-    init(count: Int) { items = Array(repeating: "", count: count) }
-    subscript(i: Int) -> String {
-        get { lock.lock(); defer { lock.unlock() }; return items[i] }
-        set { lock.lock(); items[i] = newValue; lock.unlock() }
     }
 }

@@ -42,7 +42,7 @@ public enum DiskImageBuilder {
             }
         }
         let jobs = fsJobs
-        try JobPool.run(jobs.count) { i in
+        try Parallel.run(jobs.count) { i in
             let j = jobs[i]
             try FilesystemMaker.make(j.spec, size: j.size, at: j.file, epoch: j.spec.timestamp ?? epoch,
                                      work: work + "/stage-\(j.entry)", partition: resolved.entries[j.entry].name)
@@ -81,51 +81,5 @@ public enum DiskImageBuilder {
         var template = Array((dir + "/.osbuild-tmp-\(label)-XXXXXX").utf8CString)
         guard let p = mkdtemp(&template) else { throw SystemError("mkdtemp", path: dir, errno: errno) }
         return String(cString: p)
-    }
-}
-
-/// Collects errors from concurrent jobs; reports the lowest job index for determinism.
-final class ErrorBox: @unchecked Sendable {
-    private let lock = NSLock()
-    private var errors: [(Int, any Error)] = []
-    func add(_ i: Int, _ e: any Error) { lock.lock(); errors.append((i, e)); lock.unlock() }
-    var first: (any Error)? {
-        lock.lock(); defer { lock.unlock() }
-        return errors.min { $0.0 < $1.0 }?.1
-    }
-}
-
-/// Runs `count` independent jobs on up to one thread per core, each thread taking the next
-/// job when it finishes one (Dispatch's concurrentPerform may leave a long job's partner
-/// idle). Returns the error of the lowest failing job index, if any.
-enum JobPool {
-    static func run(_ count: Int, _ body: @escaping @Sendable (Int) throws -> Void) throws {
-        guard count > 0 else { return }
-        let workers = min(count, max(1, ProcessInfo.processInfo.activeProcessorCount))
-        let errors = ErrorBox()
-        let next = Counter()
-        let group = DispatchGroup()
-        for _ in 0..<workers {
-            group.enter()
-            Thread.detachNewThread {
-                while let i = next.take(below: count) {
-                    do { try body(i) } catch { errors.add(i, error) }
-                }
-                group.leave()
-            }
-        }
-        group.wait()
-        if let e = errors.first { throw e }
-    }
-
-    final class Counter: @unchecked Sendable {
-        private let lock = NSLock()
-        private var value = 0
-        func take(below n: Int) -> Int? {
-            lock.lock(); defer { lock.unlock() }
-            guard value < n else { return nil }
-            value += 1
-            return value - 1
-        }
     }
 }

@@ -21,10 +21,14 @@ public struct InitramfsSpec: Sendable, Hashable {
     public var unsafeMembers: UnsafeMemberPolicy
     public var sourceDateEpoch: Int64?
     public var aptLockFile: String?
+    /// Generate `/init` (see `InitramfsInit`) and `/dev/console`; nil: the base inputs
+    /// bring their own init.
+    public var generatedInit: InitramfsInit.Options?
 
     public init(base: [RootfsSpec.BaseInput] = [], overlays: [String] = [], deviceTables: [String] = [], fromRootfs: [String] = [],
                 modules: [String] = [], kernelVersion: String? = nil, firmware: [String] = [], compression: InitramfsCompression = .gzip,
-                level: Int? = nil, unsafeMembers: UnsafeMemberPolicy = .error, sourceDateEpoch: Int64? = nil, aptLockFile: String? = nil) {
+                level: Int? = nil, unsafeMembers: UnsafeMemberPolicy = .error, sourceDateEpoch: Int64? = nil, aptLockFile: String? = nil,
+                generatedInit: InitramfsInit.Options? = nil) {
         self.base = base
         self.overlays = overlays
         self.deviceTables = deviceTables
@@ -37,6 +41,7 @@ public struct InitramfsSpec: Sendable, Hashable {
         self.unsafeMembers = unsafeMembers
         self.sourceDateEpoch = sourceDateEpoch
         self.aptLockFile = aptLockFile
+        self.generatedInit = generatedInit
     }
 }
 
@@ -59,16 +64,32 @@ public enum InitramfsBuilder {
                 for p in hits { try TreeCopy.copy(p, from: rootfs, into: &tree) }
             }
         }
+        var loadOrder: [String] = []
+        var kernelVersion = spec.kernelVersion ?? ""
         if !spec.modules.isEmpty {
             guard let source = kernelTree ?? rootfs else { throw RootfsError("initramfs lists kernel modules but there is no kernel or rootfs tree to take them from") }
             let km = try KernelModules(tree: source, version: spec.kernelVersion)
             let r = try km.resolve(spec.modules)
             try km.install(r, from: source, into: &tree, mtime: mtime)
+            loadOrder = r.modules
+            kernelVersion = km.version
             log("initramfs: \(r.modules.count) module files for \(spec.modules.count) names (\(r.builtin.count) built in), kernel \(km.version)")
         }
         if !spec.firmware.isEmpty {
             guard let source = rootfs ?? kernelTree else { throw RootfsError("initramfs lists firmware but there is no rootfs to take it from") }
             try FirmwareInstaller.install(spec.firmware, from: source, into: &tree, mtime: mtime)
+        }
+        if let options = spec.generatedInit {
+            guard let bb = tree.lookup(InitramfsInit.busybox), tree[bb].kind == .regular else {
+                throw RootfsError("the generated initramfs /init runs \(InitramfsInit.busybox), which the initramfs does not have (add busybox-static to the rootfs or initramfs base)")
+            }
+            let script = try InitramfsInit.script(modules: loadOrder, kernelVersion: kernelVersion, options: options)
+            if tree.lookup("/init") != nil { try tree.remove("/init") }
+            try tree.insert("/init", .file(.bytes(Array(script.utf8)), permissions: 0o755, mtime: mtime))
+            if tree.lookup("/dev") == nil { try tree.insert("/dev", .directory(mtime: mtime)) }
+            if tree.lookup("/dev/console") == nil {
+                try tree.insert("/dev/console", Inode(kind: .charDevice, permissions: 0o600, mtime: mtime, rdev: DeviceNumber(major: 5, minor: 1)))
+            }
         }
         if let epoch = spec.sourceDateEpoch { tree.clampMtimes(to: epoch) }
         return tree

@@ -8,7 +8,7 @@ struct BundleCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bundle",
         abstract: "Create and verify RAUC-compatible signed update bundles (.raucb).",
-        subcommands: [BundleCreate.self, BundleInfo.self, BundleExtract.self, BundleResign.self]
+        subcommands: [BundleCreate.self, BundleInfo.self, BundleExtract.self, BundleResign.self, BundleInstall.self]
     )
 }
 

@@ -13,6 +13,8 @@ let commandRegistry: [any ParsableCommand.Type] = [
     ImageCommand.self,
     InspectCommand.self,
     BundleCommand.self,
+    TestCommand.self,
+    ArtifactsCommand.self,
     MergeKconfig.self,
     VerifyKconfig.self,
 ]

@@ -61,4 +61,30 @@ import TestSupport
         }
         #expect(!FileSystem.exists(t.sub("bad")))
     }
+
+    /// The generated /init lists the resolved modules in load order; cpio (the oracle) sees
+    /// /init executable and /dev/console as character device 5,1.
+    @Test func generatedInitAndConsoleNode() throws {
+        guard TestEnv.oracle("cpio", package: "cpio") != nil else { return }
+        let t = try TempDir("initramfs-init")
+        var rootfs = FSTree()
+        try rootfs.insert("/bin/busybox", .file(.bytes([1, 2, 3]), permissions: 0o755), createParents: true)
+        let spec = InitramfsSpec(fromRootfs: ["/bin/busybox"], modules: ["fs-a"], compression: .xz, sourceDateEpoch: 1_700_000_000,
+                                 generatedInit: .init(rootFSType: "erofs"))
+        let img = t.sub("initrd.xz")
+        _ = try InitramfsBuilder.build(spec, rootfs: rootfs, kernelTree: kernelTree(), downloadCache: t.sub("dl"), output: img)
+        let list = try sh("xz -dc \(q(img)) | cpio -itv --quiet --numeric-uid-gid")
+        let lines = list.split(separator: "\n")
+        #expect(lines.contains { $0.hasPrefix("-rwxr-xr-x") && $0.hasSuffix(" init") }, "\(list)")
+        #expect(lines.contains { $0.hasPrefix("crw-------") && $0.contains(" 5,") && $0.hasSuffix(" dev/console") }, "\(list)")
+        let script = try sh("cd \(q(t.path)) && xz -dc \(q(img)) | cpio -i --quiet --to-stdout init")
+        #expect(script == (try InitramfsInit.script(modules: ["kernel/lib/c-dash.ko", "kernel/lib/b.ko.xz", "kernel/fs/a/a.ko"],
+                                                    kernelVersion: "6.0.0-test", options: .init(rootFSType: "erofs"))))
+        // No busybox, no generated init: a clear error instead of an unbootable initramfs.
+        var noBusybox = spec
+        noBusybox.fromRootfs = []
+        #expect { try InitramfsBuilder.build(noBusybox, rootfs: rootfs, kernelTree: kernelTree(), downloadCache: t.sub("dl"), output: t.sub("bad")) } throws: {
+            "\($0)".contains("/bin/busybox")
+        }
+    }
 }

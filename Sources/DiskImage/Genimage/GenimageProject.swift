@@ -126,7 +126,7 @@ public struct GenimageProject: Sendable {
             let batch = images.filter { depth[$0.title] == level }
             // Longest jobs first (hdimages, then filesystems) so both cores stay busy.
             let ordered = batch.sorted { weight($0) > weight($1) }
-            try JobPool.run(ordered.count) { i in try planner.generate(ordered[i], epoch: clock) }
+            try Parallel.run(ordered.count) { i in try planner.generate(ordered[i], epoch: clock) }
         }
         return images.filter { !$0.implicit }.map(\.output)
     }

@@ -18,7 +18,7 @@ enum DiskStage {
             forEachSource(b) { src in
                 if !src.hasPrefix("stage:") { paths.append(b.resolvePath(src)) }
             }
-            let inputs = StageInputs(paths: paths, keys: ctx.keys(["disk.*", "os.id", "os.version"]),
+            let inputs = StageInputs(paths: paths, keys: ctx.keys(["disk.*", "os.id", "os.version", "bootloader.kind"]),
                                      tools: ["mke2fs": ctx.toolVersion("mke2fs"), "mkfs.fat": ctx.toolVersion("mkfs.fat")],
                                      extra: ["SOURCE_DATE_EPOCH": String(ctx.epoch)])
             let epoch = ctx.epoch
@@ -33,9 +33,15 @@ enum DiskStage {
                     case "bmap": try BmapWriter.write(image: img, to: out)
                     case "img.xz": try ImageConversion.xz(img, to: out)
                     case "zip": try ImageConversion.zip(img, to: out, mtime: epoch)
+                    case "ova":
+                        let o = OVA.Options(name: String(b.artifactName("img").dropLast(4)),
+                                            cpus: Int(b.integer("disk.vm-cpus") ?? 2),
+                                            memoryMiB: Int((b.integer("disk.vm-memory") ?? 1 << 30) >> 20),
+                                            efi: b.string("bootloader.kind") == "grub", arch: b.arch, mtime: epoch)
+                        try OVA.write(image: img, to: out, scratch: sctx.scratchDir + "/ova", options: o)
                     default:
                         guard let v = ImageConversion.VirtualFormat(rawValue: f) else {
-                            throw MessageError("\(b.file): disk.formats has unknown format '\(f)' (img, bmap, img.xz, zip, qcow2, vmdk, vdi, vhdx)", exitCode: ExitStatus.usage)
+                            throw MessageError("\(b.file): disk.formats has unknown format '\(f)' (img, bmap, img.xz, zip, qcow2, vmdk, vdi, vhdx, ova)", exitCode: ExitStatus.usage)
                         }
                         try ImageConversion.virtualDisk(img, to: out, format: v)
                     }
@@ -142,8 +148,10 @@ enum DiskStage {
             guard let f = r["file"]?.string, let off = r["offset"]?.integer else { continue }
             raws.append(RawWrite(name: "raw\(i)", offset: UInt64(off), source: .file(try resolve(f))))
         }
+        // MBR with more than four partitions: slot 4 is the extended partition (as
+        // genimage does; BoardPartitions numbers the logical ones 5, 6, ... accordingly).
         return DiskLayout(size: b.integer("disk.size").map { UInt64($0) }, table: table,
                           alignment: UInt64(b.integer("disk.alignment") ?? 1 << 20), diskGUID: diskGUID, mbrSignature: signature,
-                          partitions: parts, rawWrites: raws)
+                          extendedPartition: table == .mbr ? .automatic : .none, partitions: parts, rawWrites: raws)
     }
 }

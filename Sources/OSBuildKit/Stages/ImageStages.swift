@@ -83,7 +83,11 @@ enum InitramfsStage {
                 throw MessageError("\(b.file): initramfs.compression = \"\(compression)\" is not supported", exitCode: ExitStatus.usage)
             }
             let epoch = ctx.epoch
-            let inputs = StageInputs(keys: ctx.keys(["initramfs.*"]), extra: ["SOURCE_DATE_EPOCH": String(epoch)])
+            let initOptions = InitramfsInit.Options(rootFSType: b.string("rootfs.fs") ?? "erofs")
+            // The init template is code, not a file: its rendering stands in for it in the fingerprint.
+            let initTemplate = SHA256.hex(try InitramfsInit.script(modules: ["m.ko"], kernelVersion: "v", options: initOptions))
+            let inputs = StageInputs(keys: ctx.keys(["initramfs.*", "rootfs.fs"]),
+                                     extra: ["SOURCE_DATE_EPOCH": String(epoch), "init-template": initTemplate])
             return Stage(name: "initramfs", summary: "initramfs (\(compression))", dependencies: ["kernel", "rootfs"], inputs: inputs) { sctx in
                 let kernelTree = try TreeStore.load(from: try sctx.input("kernel") + "/tree")
                 let rootfs = try TreeStore.load(from: try sctx.input("rootfs") + "/tree")
@@ -92,7 +96,7 @@ enum InitramfsStage {
                 let fromRootfs = ["/bin/busybox", "/usr/bin/busybox"].filter { rootfs.lookup($0) != nil }
                 let spec = InitramfsSpec(fromRootfs: fromRootfs, modules: b.list("initramfs.modules"), kernelVersion: version,
                                          firmware: b.list("initramfs.firmware"), compression: comp,
-                                         sourceDateEpoch: epoch > 0 ? epoch : nil)
+                                         sourceDateEpoch: epoch > 0 ? epoch : nil, generatedInit: initOptions)
                 let report = try InitramfsBuilder.build(spec, rootfs: rootfs, kernelTree: kernelTree, downloadCache: sctx.downloadCache,
                                                         output: sctx.outputDir + "/initramfs.img", blobDirectory: sctx.scratchDir + "/blobs",
                                                         log: { sctx.log.line($0) })

@@ -1,5 +1,6 @@
 import Basics
 import Boards
+import DiskImage
 import FSTree
 import Foundation
 import Rootfs
@@ -88,6 +89,15 @@ enum DebianArch {
         }
     }
 
+    /// "NAME" -> "NAME:ARCH" when the target's Debian architecture differs from the host's
+    /// (apt-get download needs it, and the lock file then pins the right file). Names that
+    /// already carry an architecture or a version pin stay as they are.
+    static func qualify(_ package: String, arch: String) throws -> String {
+        let debArch = try of(arch)
+        if debArch == host || package.contains(":") || package.contains("=") { return package }
+        return package + ":" + debArch
+    }
+
     /// `linux-image-amd64` is a metapackage: the files are in the versioned package it
     /// depends on (linux-image-6.1.0-NN-amd64). Other packages are returned unchanged.
     static func resolveMetapackage(_ package: String, arch: String, log: StageLog) throws -> String {
@@ -117,14 +127,26 @@ enum KernelImageStage {
         applies: hasKernel,
         make: { ctx in
             let epoch = ctx.epoch
-            return Stage(name: "kernel-image", summary: "kernel slot image", dependencies: ["kernel", "initramfs"],
-                         inputs: StageInputs(extra: ["SOURCE_DATE_EPOCH": String(epoch)])) { sctx in
+            // U-Boot boards: vfat, as big as the first kernel* partition.
+            let vfatSize: UInt64? = ctx.board.string("bootloader.kind") == "uboot"
+                ? ctx.board.records("disk.partition").first { ($0["name"]?.string ?? "").hasPrefix("kernel") }?["size"]?.integer.map { UInt64($0) } ?? (64 << 20)
+                : nil
+            return Stage(name: "kernel-image", summary: vfatSize == nil ? "kernel slot image" : "kernel slot image (vfat)", dependencies: ["kernel", "initramfs"],
+                         inputs: StageInputs(keys: ["vfat-size": vfatSize.map { String($0) } ?? "-"], extra: ["SOURCE_DATE_EPOCH": String(epoch)])) { sctx in
                 let t = Timestamp(seconds: epoch)
                 var slot = FSTree(root: .directory(mtime: t))
                 let vmlinuz = try sctx.input("kernel") + "/vmlinuz"
                 try slot.insert("/vmlinuz", .file(.hostFile(path: vmlinuz, size: try FileSystem.stat(vmlinuz).size), mtime: t))
                 if let initramfs = sctx.upstream["initramfs"].map({ $0 + "/initramfs.img" }) {
                     try slot.insert("/initramfs.img", .file(.hostFile(path: initramfs, size: try FileSystem.stat(initramfs).size), mtime: t))
+                }
+                if let size = vfatSize {
+                    // U-Boot reads FAT but (Debian's build) not SquashFS: a vfat image the
+                    // size of the kernel partition, fixed volume id.
+                    let spec = FilesystemSpec(kind: .vfat, source: .tree(slot), label: "KERNEL", uuid: "0B00C0DE")
+                    try FilesystemMaker.build(spec, size: size, to: sctx.outputDir + "/kernel.img", epoch: epoch,
+                                              work: sctx.scratchDir + "/vfat", partition: "kernel slot image")
+                    return
                 }
                 // The payload is already compressed: store it (gzip level 1 keeps it small and fast).
                 _ = try SquashFSWriter(SquashFSOptions(compression: .gzip(level: 1), mkfsTime: UInt32(clamping: epoch)))

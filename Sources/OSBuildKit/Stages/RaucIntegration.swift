@@ -1,4 +1,5 @@
 import Basics
+import Bootloader
 import Boards
 import Bundle
 import FSTree
@@ -16,16 +17,19 @@ enum RaucIntegration {
         default: return nil
         }
         var slots: [RaucSystemConfig.Slot] = []
-        for p in b.records("disk.partition") {
-            guard let slot = p["slot"]?.string, let name = p["name"]?.string else { continue }
+        let parts = try BoardPartitions(board: b)
+        for p in parts.entries {
+            guard let slot = p.slot else { continue }
             let index = slot == "A" ? 0 : 1
-            let device = "/dev/disk/by-partlabel/" + name
+            let device = p.devicePath
+            let name = p.name
             if name.hasPrefix("kernel") {
                 slots.append(.init(slotClass: "kernel", index: index, device: device, type: "raw", bootname: slot))
             } else if name.hasPrefix("system") || name.hasPrefix("rootfs") {
-                let hasKernelSlot = b.records("disk.partition").contains { ($0["name"]?.string ?? "").hasPrefix("kernel") && $0["slot"]?.string == slot }
+                // The rootfs follows the slot's kernel (GRUB, U-Boot) or boot partition (tryboot).
+                let parent = parts.slot(slot, ["kernel"]).map { _ in "kernel.\(index)" } ?? parts.slot(slot, ["boot"]).map { _ in "boot.\(index)" }
                 slots.append(.init(slotClass: "rootfs", index: index, device: device, type: "raw",
-                                   bootname: hasKernelSlot ? nil : slot, parent: hasKernelSlot ? "kernel.\(index)" : nil))
+                                   bootname: parent == nil ? slot : nil, parent: parent))
             } else if name.hasPrefix("boot") {
                 slots.append(.init(slotClass: "boot", index: index, device: device, type: "vfat", bootname: slot))
             }
@@ -50,5 +54,26 @@ enum RaucIntegration {
         try tree.insert("/etc/rauc", dir, createParents: true, parentTemplate: dir)
         try tree.insert("/etc/rauc/system.conf", .file(.bytes(Array(try conf.render().utf8)), mtime: mtime))
         try tree.insert("/etc/rauc/keyring.pem", .file(.bytes(Array(keyring.utf8)), mtime: mtime))
+        // RAUC's U-Boot backend reads and writes the slot variables with fw_printenv/fw_setenv.
+        if b.string("bootloader.kind") == "uboot", let env = try UBootBoot.envPartition(board: b) {
+            try tree.insert("/etc/fw_env.config", .file(.bytes(Array(UBootABScript.fwEnvConfig(device: env.devicePath, size: UBootBoot.envSize).utf8)), mtime: mtime))
+        }
+    }
+}
+
+extension RaucIntegration {
+    /// The keyring a device built from this board trusts (same rule as `install`), for
+    /// verifying bundles offline. Never generates keys: without the board's certificate
+    /// or the project's development CA there is nothing to trust.
+    static func keyring(for b: Board, keysDir: String) throws -> String {
+        let release = b.string("os.deployment") == "production"
+        let releaseCerts = b.string("bundle.cert").map { [b.resolvePath($0)] } ?? []
+        let devCA = DevelopmentKeys.Paths(directory: keysDir).caCert
+        let hasDev = FileSystem.exists(devCA)
+        if releaseCerts.isEmpty && (release || !hasDev) {
+            throw MessageError("\(b.file): no keyring for board \(b.id): no bundle.cert" + (release ? " (production board)" : " and no development CA at \(devCA)") + "; pass --keyring PEM",
+                               exitCode: ExitStatus.usage)
+        }
+        return try Keyring.assemble(releaseCertificates: releaseCerts, developmentCertificate: hasDev ? devCA : nil, release: release)
     }
 }

@@ -73,10 +73,12 @@ enum RootfsStage {
             name: name, id: osID, version: version, versionID: version, prettyName: "\(name) \(version)",
             cpeName: "cpe:2.3:o:\(b.string("os.cpe-vendor") ?? osID):\(osID):\(version):*:*:*:*:*:*:*",
             variant: variant, variantID: b.string("os.variant-id").flatMap { $0.isEmpty ? nil : $0 })
-        let base = b.list("rootfs.base").map { text -> RootfsSpec.BaseInput in
+        let base = try b.list("rootfs.base").map { text -> RootfsSpec.BaseInput in
             if text.hasPrefix("dir:") { return .directory(b.resolvePath(String(text.dropFirst(4)))) }
             if text.hasPrefix("tar:") || text.hasPrefix("deb:") { return .archive(b.resolvePath(String(text.dropFirst(4)))) }
-            return RootfsSpec.BaseInput.parse(text.hasPrefix("apt:") ? text : b.resolvePath(text))
+            // apt: inputs are the board's architecture (busybox-static:arm64 on an amd64 host).
+            if text.hasPrefix("apt:") { return .apt(try DebianArch.qualify(String(text.dropFirst(4)), arch: b.arch)) }
+            return RootfsSpec.BaseInput.parse(b.resolvePath(text))
         }
         return RootfsSpec(
             base: base,
