@@ -27,7 +27,7 @@ A="$WORK/osbuild.erofs"; B="$WORK/mkfs.erofs"
 
 run_case() { # name, osbuild args, mkfs args
   local name=$1 oargs=$2 margs=$3
-  local ocmd="env SOURCE_DATE_EPOCH=$T $OSB erofs $CORPUS $A --all-root --uuid $UUID $oargs"
+  local ocmd="env SOURCE_DATE_EPOCH=$T $OSB mkfs erofs $CORPUS $A --all-root --uuid $UUID $oargs"
   local mcmd="mkfs.erofs --quiet $margs -T$T -U$UUID --all-root $B $CORPUS"
   flock "$LOCK" hyperfine --shell=none --style basic --runs "$RUNS" --warmup "$WARMUP" \
     --prepare "rm -f $A $B" --export-json "$WORK/$name.json" -n osbuild "$ocmd" -n mkfs.erofs "$mcmd" >/dev/null

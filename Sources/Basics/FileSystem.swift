@@ -216,6 +216,8 @@ public final class AtomicOutputFile {
     public let tempPath: String
     public let fd: Int32
     private var done = false
+    /// Bytes written since write-back was last started (see `noteWritten`).
+    private var unflushed = 0
 
     public init(_ path: String, mode: mode_t = 0o644) throws {
         finalPath = path
@@ -246,6 +248,19 @@ public final class AtomicOutputFile {
             }
             off += n
         }
+        noteWritten(buffer.count)
+    }
+
+    /// Every 16 MiB, start write-back of the dirty pages without waiting for it, so the
+    /// disk works while the producer computes and the `fsync` in `commit` has little
+    /// left to do (otherwise a 250 MB image spends ~0.3 s in that fsync, or the writer
+    /// stalls in dirty-page throttling).
+    private func noteWritten(_ n: Int) {
+        unflushed += n
+        if unflushed >= 16 << 20 {
+            unflushed = 0
+            startWriteBack(fd)
+        }
     }
 
     public func pwrite(_ buffer: UnsafeRawBufferPointer, at offset: UInt64) throws {
@@ -259,6 +274,7 @@ public final class AtomicOutputFile {
             }
             off += n
         }
+        noteWritten(buffer.count)
     }
 
     public func commit() throws {

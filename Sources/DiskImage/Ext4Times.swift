@@ -52,7 +52,7 @@ enum Ext4Times {
         let metadataCsum = roCompat & 0x400 != 0
         var seed: UInt32 = 0
         if metadataCsum {
-            seed = incompat & 0x2000 != 0 ? u32(sb, 0x270) : CRC32C.update(0xFFFF_FFFF, Array(sb[0x68..<0x78]))
+            seed = incompat & 0x2000 != 0 ? u32(sb, 0x270) : CRC32C.update(0xFFFF_FFFF, sb[0x68..<0x78])
         }
         let gdt = try readBytes((firstDataBlock + 1) * blockSize, groups * descSize)
         let e = UInt32(truncatingIfNeeded: epoch)
@@ -90,9 +90,9 @@ enum Ext4Times {
                     buf[o + 0x7C] = 0; buf[o + 0x7D] = 0
                     if hasHi { buf[o + 0x82] = 0; buf[o + 0x83] = 0 }
                     var num = UInt32(g * inodesPerGroup + i + 1).littleEndian
-                    var c = withUnsafeBytes(of: &num) { CRC32C.update(seed, Array($0)) }
-                    c = CRC32C.update(c, Array(buf[(o + 0x64)..<(o + 0x68)]))  // generation
-                    c = CRC32C.update(c, Array(buf[o..<(o + inodeSize)]))
+                    var c = withUnsafeBytes(of: &num) { CRC32C.update(seed, $0) }
+                    c = CRC32C.update(c, buf[(o + 0x64)..<(o + 0x68)])  // generation
+                    c = CRC32C.update(c, buf[o..<(o + inodeSize)])
                     buf[o + 0x7C] = UInt8(c & 0xFF); buf[o + 0x7D] = UInt8((c >> 8) & 0xFF)
                     if hasHi { buf[o + 0x82] = UInt8((c >> 16) & 0xFF); buf[o + 0x83] = UInt8(c >> 24) }
                 }
@@ -103,20 +103,5 @@ enum Ext4Times {
                 guard n == buf.count else { throw SystemError("write", path: path, errno: errno) }
             }
         }
-    }
-}
-
-/// CRC-32C (Castagnoli), raw update without pre/post inversion (ext4's crc32c_le).
-enum CRC32C {
-    static let table: [UInt32] = (0..<256).map { i -> UInt32 in
-        var c = UInt32(i)
-        for _ in 0..<8 { c = c & 1 != 0 ? (c >> 1) ^ 0x82F6_3B78 : c >> 1 }
-        return c
-    }
-
-    static func update(_ crc: UInt32, _ bytes: [UInt8]) -> UInt32 {
-        var c = crc
-        for b in bytes { c = table[Int((c ^ UInt32(b)) & 0xFF)] ^ (c >> 8) }
-        return c
     }
 }

@@ -75,6 +75,8 @@ public struct EROFSStats: Sendable {
     public var compressedFiles: Int
     public var inputBytes: UInt64
     public var sharedXAttrs: Int
+    /// Wall time per phase (plan, data, metadata, commit) for `--verbose`.
+    public var phases = PhaseTimes()
 }
 
 /// Errors a user can act on; each names the path and the numbers involved.

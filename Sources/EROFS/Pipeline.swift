@@ -1,9 +1,13 @@
 import Foundation
 
 /// Runs `count` jobs on `threads` worker threads and hands the results to `consume` on
-/// the calling thread strictly in job order. At most `window` jobs are in flight (done
-/// but not yet consumed, or running), which bounds memory. The first error stops
-/// everything and is rethrown after all workers have exited.
+/// the calling thread strictly in job order. At most `window` jobs, and jobs whose
+/// `cost` adds up to at most `budget`, are in flight (done but not yet consumed, or
+/// running), which bounds memory. The budget matters when job sizes vary: a count-only
+/// window either holds too many big jobs or, behind one slow big job, lets the other
+/// workers run out of small jobs and idle. The next job to be consumed is always allowed,
+/// whatever its cost. The first error stops everything and is rethrown after all
+/// workers have exited.
 final class OrderedPipeline<State, R>: @unchecked Sendable {
     private let cond = NSCondition()
     private var results: [Int: Result<R, any Error>] = [:]
@@ -11,9 +15,12 @@ final class OrderedPipeline<State, R>: @unchecked Sendable {
     private var consumed = 0
     private var stopped = false
     private var running = 0
+    /// Cost of jobs handed out and not yet consumed.
+    private var inFlight = 0
 
     static func run(
         count: Int, threads: Int, window: Int,
+        budget: Int = .max, cost: @escaping @Sendable (Int) -> Int = { _ in 0 },
         makeState: @escaping @Sendable () throws -> State,
         work: @escaping @Sendable (inout State, Int) throws -> R,
         consume: (Int, R) throws -> Void
@@ -23,7 +30,7 @@ final class OrderedPipeline<State, R>: @unchecked Sendable {
         let n = max(1, min(threads, count))
         p.running = n
         for _ in 0..<n {
-            let t = Thread { p.worker(count: count, window: window, makeState: makeState, work: work) }
+            let t = Thread { p.worker(count: count, window: window, budget: budget, cost: cost, makeState: makeState, work: work) }
             t.stackSize = 1 << 20
             t.start()
         }
@@ -33,6 +40,7 @@ final class OrderedPipeline<State, R>: @unchecked Sendable {
             while p.results[i] == nil { p.cond.wait() }
             let r = p.results.removeValue(forKey: i)
             p.consumed = i + 1
+            p.inFlight -= cost(i)
             p.cond.broadcast()
             p.cond.unlock()
             do {
@@ -53,7 +61,10 @@ final class OrderedPipeline<State, R>: @unchecked Sendable {
         if let failure { throw failure }
     }
 
-    private func worker(count: Int, window: Int, makeState: () throws -> State, work: (inout State, Int) throws -> R) {
+    private func worker(
+        count: Int, window: Int, budget: Int, cost: (Int) -> Int,
+        makeState: () throws -> State, work: (inout State, Int) throws -> R
+    ) {
         defer {
             cond.lock(); running -= 1; cond.broadcast(); cond.unlock()
         }
@@ -73,10 +84,12 @@ final class OrderedPipeline<State, R>: @unchecked Sendable {
         }
         while true {
             cond.lock()
-            while !stopped && nextJob < count && nextJob - consumed >= window { cond.wait() }
+            while !stopped && nextJob < count && nextJob > consumed
+                && (nextJob - consumed >= window || inFlight + cost(nextJob) > budget) { cond.wait() }
             if stopped || nextJob >= count { cond.unlock(); return }
             let i = nextJob
             nextJob += 1
+            inFlight += cost(i)
             cond.unlock()
             let r: Result<R, any Error>
             do { r = .success(try work(&state, i)) } catch { r = .failure(error) }

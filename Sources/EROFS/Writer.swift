@@ -17,9 +17,15 @@ public struct EROFSWriter: Sendable {
     @discardableResult
     public func write(tree: FSTree, to path: String, progress: (@Sendable (UInt64, UInt64) -> Void)? = nil) throws -> EROFSStats {
         try validate()
-        return try AtomicOutputFile.write(path) { out in
+        let out = try AtomicOutputFile(path)
+        do {
             var b = try ImageBuilder(tree: tree, options: options, out: out, outputPath: path, progress: progress)
-            return try b.build()
+            var stats = try b.build()
+            try stats.phases.measure("commit") { try out.commit() }
+            return stats
+        } catch {
+            out.abandon()
+            throw error
         }
     }
 
@@ -124,35 +130,53 @@ private struct ImageBuilder {
     }
 
     mutating func build() throws -> EROFSStats {
-        try collect()
-        try planXAttrs()
-        chooseInodeForms()
-        try planSmallData()
-        try writeFileData()
-        let meta = try layoutMetadata()
-        try writeMetadata(meta)
-        return stats()
+        var phases = PhaseTimes()
+        try phases.measure("plan") {
+            try collect()
+            try planXAttrs()
+            chooseInodeForms()
+            try planSmallData()
+        }
+        try phases.measure("data") { try writeFileData() }
+        try phases.measure("metadata") {
+            let meta = try layoutMetadata()
+            try writeMetadata(meta)
+        }
+        var s = stats()
+        s.phases = phases
+        return s
     }
 
     // MARK: Collect
 
     mutating func collect() throws {
-        let order = tree.reachableInodes()
-        var indexOf: [InodeID: Int] = [:]
-        let links = tree.linkCounts()
-        var paths: [InodeID: String] = [:]
-        tree.walk { p, id, _ in if paths[id] == nil { paths[id] = p } }
-        for id in order {
-            indexOf[id] = nodes.count
-            nodes.append(Node(id: id, inode: tree[id], path: paths[id] ?? "?", nlink: links[id] ?? 1))
-        }
-        for i in nodes.indices where nodes[i].inode.kind == .directory {
-            for (name, cid) in tree.children(of: nodes[i].id) {
-                guard let c = indexOf[cid] else { continue }
-                nodes[i].children.append((Array(name.utf8), c))
-                if nodes[c].inode.kind == .directory { nodes[c].parent = i }
+        // One depth-first walk in byte order: nodes in first-visit order (root first),
+        // each inode's first path, children, parents and link counts (directories:
+        // 2 + subdirectories; others: number of names).
+        var indexOf = [Int](repeating: -1, count: tree.inodeCapacity)
+        indexOf[FSTree.rootID.raw] = 0
+        nodes.append(Node(id: FSTree.rootID, inode: tree.root, path: "/", nlink: 2))
+        func visit(_ d: Int, _ prefix: String) {
+            for (name, cid) in tree.children(of: nodes[d].id) {
+                let p = prefix + "/" + name
+                var c = indexOf[cid.raw]
+                if c < 0 {
+                    c = nodes.count
+                    indexOf[cid.raw] = c
+                    nodes.append(Node(id: cid, inode: tree[cid], path: p, nlink: 0))
+                }
+                nodes[d].children.append((Array(name.utf8), c))
+                if nodes[c].inode.kind == .directory {
+                    nodes[c].parent = d
+                    nodes[c].nlink = 2
+                    nodes[d].nlink += 1
+                    visit(c, p)
+                } else {
+                    nodes[c].nlink += 1
+                }
             }
         }
+        visit(0, "")
         for n in nodes where n.inode.kind == .regular { totalInput += n.inode.content.size }
         // Build time: explicit, else the most common mtime (ties: the earliest).
         if let t = options.buildTime {
@@ -341,7 +365,10 @@ private struct ImageBuilder {
         var fileStart: UInt64 = 0
         var extents: [Extent] = []
         try OrderedPipeline<ExtentCompressor?, JobOutput>.run(
-            count: jobList.count, threads: max(1, options.threads), window: 2 * max(1, options.threads) + 2,
+            // Up to 48 MiB of input in flight (input, output and the worker's copy stay
+            // well under 200 MiB of RSS) but many small files behind one big segment.
+            count: jobList.count, threads: max(1, options.threads), window: 1024,
+            budget: 48 << 20, cost: { jobList[$0].length },
             makeState: { compressing ? try ExtentCompressor(opts.compression, pclusterSize: pcluster, lzmaDictionary: dict) : nil },
             work: { state, k in try ImageBuilder.runJob(jobList[k], compressor: state, pclusterSize: pcluster, maxExtentInput: maxInput) },
             consume: { k, output in
@@ -668,7 +695,7 @@ private struct ImageBuilder {
             let o = EROFSFormat.superblockOffset + 128
             sb.replaceSubrange(o..<(o + c.count), with: c.bytes)
         }
-        let crc = CRC32C.raw(~0, sb[EROFSFormat.superblockOffset..<bs])
+        let crc = CRC32C.update(~0, sb[EROFSFormat.superblockOffset..<bs])
         sb.putU32(crc, at: EROFSFormat.superblockOffset + 4)
         try sb.withUnsafeBytes { try out.pwrite($0, at: 0) }
         if ftruncate(out.fd, off_t(totalBlocks << 12)) != 0 {

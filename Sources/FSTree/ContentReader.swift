@@ -78,16 +78,17 @@ public final class ContentReader {
     /// Read exactly `count` bytes (or the rest, if fewer remain).
     public func read(upTo count: Int) throws -> [UInt8] {
         let n = Int(min(UInt64(count), remaining))
-        var out = [UInt8](repeating: 0, count: n)
-        var got = 0
-        try out.withUnsafeMutableBytes { buf in
+        // Uninitialised storage: zero-filling first would touch every byte twice.
+        return try [UInt8](unsafeUninitializedCapacity: n) { buf, initialized in
+            let raw = UnsafeMutableRawBufferPointer(buf)
+            var got = 0
             while got < n {
-                let k = try read(into: UnsafeMutableRawBufferPointer(rebasing: buf[got...]))
+                let k = try read(into: UnsafeMutableRawBufferPointer(rebasing: raw[got...]))
                 if k == 0 { break }
                 got += k
             }
+            initialized = got
         }
-        return out
     }
 
     public func readAll() throws -> [UInt8] {

@@ -246,15 +246,16 @@ public struct FSTree: Sendable {
     }
 
     private var inodes: [Inode]
-    /// Children of each directory inode, by name. Only directory ids have an entry.
-    private var children: [Int: [String: InodeID]]
+    /// Children of each inode by name, indexed like `inodes`: a map for directories,
+    /// nil for everything else.
+    private var children: [[String: InodeID]?]
     public static let rootID = InodeID(0)
 
     public init(root: Inode = .directory()) {
         var r = root
         r.kind = .directory
         inodes = [r]
-        children = [0: [:]]
+        children = [[:]]
     }
 
     // MARK: Inode access
@@ -326,6 +327,34 @@ public struct FSTree: Sendable {
 
     public func child(_ name: String, of dir: InodeID) -> InodeID? { children[dir.raw]?[name] }
 
+    /// Insert `inode` as `name` in directory `parent`, without parsing a path (the fast
+    /// path for importers that walk a tree top-down). Same replace rules as `insert`:
+    /// a directory over a directory takes the new metadata and keeps the children;
+    /// anything else replaces the old entry.
+    @discardableResult
+    public mutating func insertChild(_ name: String, of parent: InodeID, _ inode: Inode) throws -> InodeID {
+        guard children[parent.raw] != nil else { throw Error(path: name, reason: .notADirectory) }
+        guard FSTree.isValidName(name) else { throw Error(path: name, reason: .invalidName) }
+        if let existing = children[parent.raw]?[name], inodes[existing.raw].kind == .directory, inode.kind == .directory {
+            inodes[existing.raw] = inode
+            return existing
+        }
+        let id = InodeID(inodes.count)
+        inodes.append(inode)
+        children.append(inode.kind == .directory ? [:] : nil)
+        children[parent.raw]?[name] = id
+        return id
+    }
+
+    /// Hard link `name` in directory `parent` to the non-directory `target` (replacing
+    /// whatever had that name).
+    public mutating func linkChild(_ name: String, of parent: InodeID, to target: InodeID) throws {
+        guard inodes[target.raw].kind != .directory else { throw Error(path: name, reason: .linkToDirectory) }
+        guard children[parent.raw] != nil else { throw Error(path: name, reason: .notADirectory) }
+        guard FSTree.isValidName(name) else { throw Error(path: name, reason: .invalidName) }
+        children[parent.raw]?[name] = target
+    }
+
     // MARK: Mutation
 
     /// Insert (or replace) the entry at `path`. Missing parent directories are created
@@ -353,8 +382,8 @@ public struct FSTree: Sendable {
         }
         let id = InodeID(inodes.count)
         inodes.append(inode)
-        if inode.kind == .directory { children[id.raw] = [:] }
-        children[parent.raw, default: [:]][name] = id
+        children.append(inode.kind == .directory ? [:] : nil)
+        children[parent.raw]?[name] = id
         return id
     }
 
@@ -364,7 +393,7 @@ public struct FSTree: Sendable {
         let comps = try FSTree.components(path)
         guard let name = comps.last else { throw Error(path: path, reason: .isRoot) }
         let parent = try resolveParent(comps.dropLast(), path: path, create: createParents, template: .directory())
-        children[parent.raw, default: [:]][name] = target
+        children[parent.raw]?[name] = target
     }
 
     /// Remove the entry at `path` (recursively for directories). Returns false if absent.
@@ -390,7 +419,7 @@ public struct FSTree: Sendable {
                 t.kind = .directory
                 let id = InodeID(inodes.count)
                 inodes.append(t)
-                children[id.raw] = [:]
+                children.append([:])
                 children[cur.raw]?[c] = id
                 cur = id
             } else {

@@ -1,5 +1,7 @@
 import Basics
 import CLinux
+import Dispatch
+import Synchronization
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -27,36 +29,106 @@ extension FSTree {
     /// Copy a host directory's entries into this tree under `destination` (overlay
     /// semantics: later entries replace earlier ones, directories merge). Hard links
     /// inside the host directory stay hard links.
+    ///
+    /// The host side (readdir, lstat, xattrs, readlink: nearly all the time) runs on all
+    /// cores, one directory level at a time; the tree is then filled level by level on
+    /// this thread by parent handle, so no path is split or looked up per entry. The
+    /// result does not depend on thread timing.
     public mutating func importHostDirectory(_ path: String, at destination: String = "/", options: HostImportOptions = .init()) throws {
         let st = try FileSystem.lstat(path)
         guard st.isDirectory else { throw MessageError("\(path): not a directory", exitCode: ExitStatus.usage) }
         var seen: [HostKey: InodeID] = [:]
         let destID = try insert(destination, try FSTree.inode(from: st, path: path, options: options), createParents: true)
-        _ = destID
-        try importChildren(hostDir: path, treeDir: destination == "/" ? "" : FSTree.normalizedTreePath(destination), options: options, seen: &seen)
+        var level: [(host: String, id: InodeID)] = [(path, destID)]
+        let workers = max(1, min(8, sysconf(Int32(_SC_NPROCESSORS_ONLN))))
+        while !level.isEmpty {
+            let scans = try FSTree.scanDirectories(level.map(\.host), options: options, workers: workers)
+            var next: [(host: String, id: InodeID)] = []
+            for (d, scan) in scans.enumerated() {
+                let parent = level[d].id
+                for e in scan {
+                    do {
+                        if let key = e.linkKey, let existing = seen[key] {
+                            try linkChild(e.name, of: parent, to: existing)
+                            continue
+                        }
+                        let id = try insertChild(e.name, of: parent, e.inode)
+                        if let key = e.linkKey { seen[key] = id }
+                        if e.inode.kind == .directory { next.append((level[d].host + "/" + e.name, id)) }
+                    } catch let error as FSTree.Error {
+                        // Name the host path, not just the entry name.
+                        throw FSTree.Error(path: level[d].host + "/" + e.name, reason: error.reason)
+                    }
+                }
+            }
+            level = next
+        }
     }
 
     private struct HostKey: Hashable { var dev: UInt64; var ino: UInt64 }
 
-    private mutating func importChildren(hostDir: String, treeDir: String, options: HostImportOptions, seen: inout [HostKey: InodeID]) throws {
-        let names = try FileSystem.listDirectory(hostDir).sorted(by: FSTree.byteOrderLess)
-        for name in names {
-            let hp = hostDir + "/" + name
-            let tp = treeDir + "/" + name
-            let st = try FileSystem.lstat(hp)
-            if !st.isDirectory && st.nlink > 1, let existing = seen[HostKey(dev: st.device, ino: st.inode)] {
-                _ = try? remove(tp)
-                try link(tp, to: existing)
-                continue
+    private struct ScannedEntry {
+        var name: String
+        var inode: Inode
+        /// Set for non-directories with more than one link.
+        var linkKey: HostKey?
+    }
+
+    /// Read the entries of each directory (sorted by byte order) on `workers` threads.
+    /// The first error in directory order is thrown, so failures are deterministic too.
+    private static func scanDirectories(_ dirs: [String], options: HostImportOptions, workers: Int) throws -> [[ScannedEntry]] {
+        let job = DirectoryScan(dirs: dirs, options: options)
+        if dirs.count == 1 || workers == 1 {
+            for i in dirs.indices { job.scan(i) }
+        } else {
+            // Hand out directories one at a time: sizes vary a lot (/usr/bin vs /etc/x).
+            DispatchQueue.concurrentPerform(iterations: min(workers, dirs.count)) { _ in
+                while case let i = job.counter.next(), i < dirs.count { job.scan(i) }
             }
-            let inode = try FSTree.inode(from: st, path: hp, options: options)
-            if let old = lookup(tp), self[old].kind != .directory || inode.kind != .directory {
-                try remove(tp)
+        }
+        return try job.results.map { r in
+            switch r {
+            case .success(let v): return v
+            case .failure(let e): throw e
+            case nil: return []
             }
-            let id = try insert(tp, inode)
-            if !st.isDirectory && st.nlink > 1 { seen[HostKey(dev: st.device, ino: st.inode)] = id }
-            if st.isDirectory {
-                try importChildren(hostDir: hp, treeDir: tp, options: options, seen: &seen)
+        }
+    }
+
+    /// Shared by the scanning threads: each writes only `results[i]` for the indices it
+    /// took from `counter`, and the caller reads them after `concurrentPerform` returns.
+    private final class DirectoryScan: @unchecked Sendable {
+        let dirs: [String]
+        let options: HostImportOptions
+        let counter = AtomicCounter()
+        let results: UnsafeMutableBufferPointer<Result<[ScannedEntry], any Swift.Error>?>
+
+        init(dirs: [String], options: HostImportOptions) {
+            self.dirs = dirs
+            self.options = options
+            results = .allocate(capacity: dirs.count)
+            results.initialize(repeating: nil)
+        }
+
+        deinit {
+            results.deinitialize()
+            results.deallocate()
+        }
+
+        func scan(_ i: Int) {
+            results[i] = Result {
+                let dir = dirs[i]
+                var names = try FileSystem.listDirectory(dir)
+                names.sort(by: FSTree.byteOrderLess)
+                var out: [ScannedEntry] = []
+                out.reserveCapacity(names.count)
+                for name in names {
+                    let hp = dir + "/" + name
+                    let st = try FileSystem.lstat(hp)
+                    let key = !st.isDirectory && st.nlink > 1 ? HostKey(dev: st.device, ino: st.inode) : nil
+                    out.append(ScannedEntry(name: name, inode: try FSTree.inode(from: st, path: hp, options: options), linkKey: key))
+                }
+                return out
             }
         }
     }
@@ -121,4 +193,10 @@ extension FSTree {
         }
         return result
     }
+}
+
+/// Hands out 0, 1, 2, ... to concurrent workers.
+private final class AtomicCounter: Sendable {
+    private let value = Atomic<Int>(0)
+    func next() -> Int { value.add(1, ordering: .relaxed).oldValue }
 }

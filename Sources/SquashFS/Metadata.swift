@@ -1,20 +1,6 @@
 import Basics
 import Codecs
 
-/// Little-endian appends for building on-disk records.
-extension Array where Element == UInt8 {
-    @inline(__always) mutating func le16(_ v: UInt16) {
-        append(UInt8(truncatingIfNeeded: v))
-        append(UInt8(truncatingIfNeeded: v >> 8))
-    }
-    @inline(__always) mutating func le32(_ v: UInt32) {
-        Swift.withUnsafeBytes(of: v.littleEndian) { append(contentsOf: $0) }
-    }
-    @inline(__always) mutating func le64(_ v: UInt64) {
-        Swift.withUnsafeBytes(of: v.littleEndian) { append(contentsOf: $0) }
-    }
-}
-
 enum Format {
     static let magic: UInt32 = 0x7371_7368
     static let metadataSize = 8192

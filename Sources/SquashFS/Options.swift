@@ -84,6 +84,8 @@ public struct SquashFSStats: Sendable, CustomStringConvertible {
     /// Xattrs SquashFS cannot store (namespaces other than user./trusted./security.),
     /// as "path: name". They are left out of the image.
     public var droppedXAttrs: [String] = []
+    /// Wall time per phase (plan, data, metadata, commit) for `--verbose`.
+    public var phases = PhaseTimes()
 
     public var description: String {
         "\(inodes) inodes (\(regularFiles) files, \(directories) directories), "

@@ -21,9 +21,18 @@ public struct SquashFSWriter: Sendable {
     @discardableResult
     public func write(tree: FSTree, to path: String, progress: Progress? = nil) throws -> SquashFSStats {
         try options.validate()
-        var job = try ImageJob(tree: tree, options: options)
-        return try AtomicOutputFile.write(path) { file in
-            try job.run(file: file, progress: progress)
+        var phases = PhaseTimes()
+        var job = try phases.measure("plan") { try ImageJob(tree: tree, options: options) }
+        let file = try AtomicOutputFile(path)
+        do {
+            var stats = try job.run(file: file, progress: progress)
+            phases.append(stats.phases)
+            try phases.measure("commit") { try file.commit() }
+            stats.phases = phases
+            return stats
+        } catch {
+            file.abandon()
+            throw error
         }
     }
 }
@@ -165,7 +174,10 @@ private struct ImageJob {
             b += compOpts
             try out.write(b)
         }
+        let dataStart = PhaseTimes.now()
         let layout = try writeData(out, progress: progress)
+        stats.phases.add("data", PhaseTimes.now() - dataStart)
+        let metaStart = PhaseTimes.now()
         let meta = try BlockCompressor(options.compression, maxBlockSize: bs)
 
         // Inode and directory tables.
@@ -232,6 +244,7 @@ private struct ImageJob {
         sb.le64(exportTableStart)
         try sb.withUnsafeBytes { try file.pwrite($0, at: 0) }
 
+        stats.phases.add("metadata", PhaseTimes.now() - metaStart)
         stats.imageBytes = bytesUsed + UInt64(pad)
         stats.inodes = inodes.count
         stats.directories = inodes.filter { $0.kind == .directory }.count

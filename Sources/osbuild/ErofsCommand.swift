@@ -2,20 +2,22 @@ import ArgumentParser
 import Basics
 import EROFS
 import FSTree
+import Rootfs
 
-/// `osbuild mkfs erofs SRC OUT`: a read-only EROFS image from a directory.
+/// `osbuild mkfs erofs SRC OUT`: a read-only EROFS image from a directory or an archive.
 struct Erofs: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "erofs",
-        abstract: "Write an EROFS image (Linux 6.1 compatible) from a directory.",
+        abstract: "Write an EROFS image (Linux 6.1 compatible) from a directory or an archive.",
         discussion: """
+            SRC is a directory or an archive (tar, tar.gz, tar.xz, tar.zst, tar.bz2, cpio, .deb).
             Defaults: --comp lz4hc --level 9 --cluster-size 64k. Build time and the timestamp of
             compact inodes come from SOURCE_DATE_EPOCH when set (later mtimes are clamped to it).
             Without --uuid the UUID is derived from the image metadata, so equal inputs give
             byte-identical images.
             """)
 
-    @Argument(help: "Source directory.") var source: String
+    @Argument(help: "Source directory or archive.") var source: String
     @Argument(help: "Output image file.") var output: String
     @Option(help: "Compression: none, lz4, lz4hc or lzma.") var comp: String = "lz4hc"
     @Option(help: "Compression level (lz4hc 1-12, default 9; lzma 0-9, default 6).") var level: Int?
@@ -26,6 +28,7 @@ struct Erofs: ParsableCommand {
     @Flag(name: .customLong("no-inline"), help: "Never store data tails inline after inodes.") var noInline = false
     @Flag(name: .customLong("no-ztailpacking"), help: "Do not inline the compressed tail of files (needed before Linux 5.17).") var noZtail = false
     @Option(help: .hidden) var threads: Int?
+    @Flag(name: .shortAndLong, help: "Print the time of each phase (source import, plan, data, metadata, commit).") var verbose = false
 
     func run() throws {
         try runReportingErrors {
@@ -51,7 +54,10 @@ struct Erofs: ParsableCommand {
             opts.inlineData = !noInline
             opts.ztailpacking = !noZtail
             if let threads { opts.threads = max(1, threads) }
-            var tree = try FSTree.fromHostDirectory(source, options: .init(ownership: allRoot ? .root : .host))
+            let importStart = PhaseTimes.now()
+            let src = try ImageSource(source, allRoot: allRoot, scratchParent: FileSystem.dirname(output))
+            let importSeconds = PhaseTimes.now() - importStart
+            var tree = src.tree
             if let epoch = try BuildClock.sourceDateEpoch() {
                 tree.clampMtimes(to: epoch)
                 opts.buildTime = Timestamp(seconds: epoch)
@@ -61,8 +67,15 @@ struct Erofs: ParsableCommand {
                 console.progress("erofs", done: done, total: total)
             }
             console.clearProgress()
+            withExtendedLifetime(src) {}
             console.line("\(output): \(ByteCount.format(stats.imageBytes)) (\(stats.blocks) blocks), \(stats.inodes) inodes "
                 + "(\(stats.compactInodes) compact), \(stats.compressedFiles)/\(stats.regularFiles) files compressed (\(opts.compression))")
+            if verbose {
+                var phases = PhaseTimes()
+                phases.add("import", importSeconds)
+                phases.append(stats.phases)
+                console.line("phases: \(phases)")
+            }
         }
     }
 }

@@ -2,22 +2,23 @@ import ArgumentParser
 import Basics
 import Codecs
 import FSTree
+import Rootfs
 import SquashFS
 
-/// `osbuild mkfs <type>`: build a filesystem image from a directory.
+/// `osbuild mkfs <type>`: build a filesystem image from a directory or an archive.
 struct Mkfs: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "mkfs",
-        abstract: "Build a filesystem image (squashfs, ...) from a directory.",
+        abstract: "Build a filesystem image (squashfs, erofs) from a directory or an archive.",
         subcommands: [Squashfs.self, Erofs.self]
     )
 
     struct Squashfs: ParsableCommand {
         static let configuration = CommandConfiguration(
             commandName: "squashfs",
-            abstract: "Build a SquashFS 4.0 image from a directory.",
+            abstract: "Build a SquashFS 4.0 image from a directory or an archive.",
             discussion: """
-            SRC is a directory (archives will be accepted once the Rootfs module reads them). \
+            SRC is a directory or an archive (tar, tar.gz, tar.xz, tar.zst, tar.bz2, cpio, .deb). \
             Owners, modes, times, devices and xattrs are taken from SRC; with --all-root every \
             entry is owned by 0:0. SOURCE_DATE_EPOCH, when set, clamps newer mtimes and is the \
             superblock time; otherwise the superblock time is the newest mtime in SRC, so the \
@@ -25,7 +26,7 @@ struct Mkfs: ParsableCommand {
             """
         )
 
-        @Argument(help: "Source directory.")
+        @Argument(help: "Source directory or archive.")
         var src: String
 
         @Argument(help: "Output image path (written to a temporary name, renamed when complete).")
@@ -67,6 +68,9 @@ struct Mkfs: ParsableCommand {
         @Option(help: "Compression threads (default: one per CPU).")
         var threads: Int = 0
 
+        @Flag(name: .shortAndLong, help: "Print the time of each phase (source import, data, metadata, commit).")
+        var verbose = false
+
         func run() throws {
             try runReportingErrors {
                 guard let bsize = ByteCount.parse(blockSize), bsize <= 1 << 30 else {
@@ -93,9 +97,6 @@ struct Mkfs: ParsableCommand {
                     }
                     compression = .xz(preset: preset, bcj: filters, dictSize: dict)
                 }
-                guard (try? FileSystem.stat(src))?.isDirectory == true else {
-                    throw MessageError("source '\(src)' is not a directory", exitCode: ExitStatus.usage)
-                }
                 let epoch = try BuildClock.sourceDateEpoch()
                 let options = SquashFSOptions(
                     compression: compression, blockSize: Int(bsize),
@@ -103,7 +104,10 @@ struct Mkfs: ParsableCommand {
                     sparse: !noSparse, exportTable: !noExports,
                     mkfsTime: epoch.map { UInt32(clamping: $0) }, threads: threads)
                 try options.validate()
-                var tree = try FSTree.fromHostDirectory(src, options: .init(ownership: allRoot ? .root : .host))
+                let importStart = PhaseTimes.now()
+                let source = try ImageSource(src, allRoot: allRoot, scratchParent: FileSystem.dirname(out))
+                let importSeconds = PhaseTimes.now() - importStart
+                var tree = source.tree
                 if let epoch { tree.clampMtimes(to: epoch) }
                 let console = Console.shared
                 var shown = -1
@@ -116,6 +120,7 @@ struct Mkfs: ParsableCommand {
                     }
                 }
                 console.clearProgress()
+                withExtendedLifetime(source) {}
                 for d in stats.droppedXAttrs.prefix(10) {
                     console.error("warning: xattr not representable in SquashFS, left out: \(d)")
                 }
@@ -123,6 +128,12 @@ struct Mkfs: ParsableCommand {
                     console.error("warning: \(stats.droppedXAttrs.count - 10) more xattrs left out")
                 }
                 console.line("\(out): \(stats)")
+                if verbose {
+                    var phases = PhaseTimes()
+                    phases.add("import", importSeconds)
+                    phases.append(stats.phases)
+                    console.line("phases: \(phases)")
+                }
             }
         }
     }

@@ -40,6 +40,45 @@ import TestSupport
         #expect(t.lookup("/etc/x") == nil)
     }
 
+    @Test func insertChildByHandleHasInsertSemantics() throws {
+        var t = FSTree()
+        let etc = try t.insertChild("etc", of: FSTree.rootID, .directory(permissions: 0o755))
+        let f = try t.insertChild("f", of: etc, .file(.bytes([1])))
+        // Directory over directory: new metadata, children kept, same id.
+        #expect(try t.insertChild("etc", of: FSTree.rootID, .directory(permissions: 0o700)) == etc)
+        #expect(t[etc].permissions == 0o700 && t.child("f", of: etc) == f)
+        // Anything else replaces the entry.
+        let g = try t.insertChild("f", of: etc, .symlink("x"))
+        #expect(g != f && t.lookup("/etc/f") == g)
+        try t.linkChild("h", of: etc, to: g)
+        #expect(t.linkCounts()[g] == 2)
+        #expect(throws: FSTree.Error.self) { try t.insertChild("a/b", of: etc, .file(.empty)) }
+        #expect(throws: FSTree.Error.self) { try t.insertChild(String(repeating: "n", count: 256), of: etc, .file(.empty)) }
+        #expect(throws: FSTree.Error.self) { try t.insertChild("x", of: g, .file(.empty)) }
+        #expect(throws: FSTree.Error.self) { try t.linkChild("d", of: FSTree.rootID, to: etc) }
+    }
+
+    @Test func parallelHostImportIsDeterministic() throws {
+        // Many directories with hard links across them: which name is met first must not
+        // depend on thread timing, so two imports give the same tree and the same walk.
+        let tmp = try TempDir("import-par")
+        for d in 0..<40 {
+            for f in 0..<20 { try tmp.write("r/d\(d)/sub/f\(f)", "\(d)-\(f)") }
+            if d > 0 { link(tmp.sub("r/d0/sub/f0"), tmp.sub("r/d\(d)/sub/link")) }
+        }
+        func listing(_ t: FSTree) -> [String] {
+            var out: [String] = []
+            t.walk { p, id, n in out.append("\(p) \(id) \(n.kind) \(n.content)") }
+            return out
+        }
+        let a = try FSTree.fromHostDirectory(tmp.sub("r"))
+        let b = try FSTree.fromHostDirectory(tmp.sub("r"))
+        #expect(listing(a) == listing(b))
+        let f0 = try #require(a.lookup("/d0/sub/f0"))
+        #expect(a.lookup("/d39/sub/link") == f0 && a.linkCounts()[f0] == 40)
+        #expect(listing(a).count == 1 + 40 * 2 + 40 * 20 + 39)
+    }
+
     @Test func deviceNumberEncoding() {
         let d = DeviceNumber(major: 259, minor: 300)
         #expect(DeviceNumber(linuxEncoded: d.linuxEncoded) == d)

@@ -157,74 +157,10 @@ enum Fixture {
         }
     }
 
-    static func walkPaths(_ root: String) throws -> [String] {
-        var out = [root]
-        var stack = [root]
-        while let d = stack.popLast() {
-            for name in try FileSystem.listDirectory(d).sorted() {
-                let p = d + "/" + name
-                out.append(p)
-                if try FileSystem.lstat(p).isDirectory { stack.append(p) }
-            }
-        }
-        return out
-    }
-
-    struct Record: Equatable, CustomStringConvertible {
-        var type: UInt32
-        var mode: UInt32
-        var uid: UInt32
-        var gid: UInt32
-        var mtime: Int64
-        var size: UInt64
-        var digest: String
-        var target: String
-        var rdev: UInt64
-        var xattrs: [String: [UInt8]]
-        var description: String {
-            "type=\(String(type, radix: 8)) mode=\(String(mode, radix: 8)) \(uid):\(gid) mtime=\(mtime) size=\(size) sha=\(digest.prefix(12)) target=\(target) rdev=\(rdev) xattrs=\(xattrs.keys.sorted())"
-        }
-    }
-
-    /// path (relative) -> record, plus hard-link groups (sets of paths sharing an inode).
-    static func scan(_ root: String) throws -> (records: [String: Record], links: Set<[String]>) {
-        var recs: [String: Record] = [:]
-        var byInode: [UInt64: [String]] = [:]
-        for p in try walkPaths(root) {
-            let rel = p == root ? "/" : String(p.dropFirst(root.count))
-            let st = try FileSystem.lstat(p)
-            let type = st.mode & 0o170000
-            var digest = ""
-            if type == 0o100000 { digest = try SHA256.hexOfFile(at: p) }
-            var xa: [String: [UInt8]] = [:]
-            for x in try FSTree.readHostXAttrs(p) { xa[x.name] = x.value }
-            recs[rel] = Record(
-                type: type, mode: st.mode & 0o7777, uid: st.uid, gid: st.gid, mtime: st.mtimeSec,
-                size: type == 0o100000 || type == 0o120000 ? st.size : 0, digest: digest,
-                target: type == 0o120000 ? try FileSystem.readSymlink(p) : "",
-                rdev: type == 0o020000 || type == 0o060000 ? st.rdev : 0, xattrs: xa)
-            if type != 0o040000 { byInode[st.inode, default: []].append(rel) }
-        }
-        let links = Set(byInode.values.filter { $0.count > 1 }.map { $0.sorted() })
-        return (recs, links)
-    }
-
-    /// Differences between a source tree and its read-back (empty = identical).
+    static func walkPaths(_ root: String) throws -> [String] { try HostTree.walkPaths(root) }
+    static func scan(_ root: String) throws -> (records: [String: HostTree.Record], links: Set<[String]>) { try HostTree.scan(root) }
     static func compare(_ src: String, _ back: String, allRoot: Bool = false, checkRoot: Bool = true) throws -> [String] {
-        let (a, la) = try scan(src)
-        let (b, lb) = try scan(back)
-        var diffs: [String] = []
-        for (p, ra) in a.sorted(by: { $0.key < $1.key }) {
-            guard var rb = b[p] else { diffs.append("missing \(p)"); continue }
-            var ra = ra
-            if allRoot { ra.uid = 0; ra.gid = 0 }
-            if p == "/" && !checkRoot { continue }
-            if ra.type == 0o120000 { ra.mode = 0; rb.mode = 0 }  // symlink permissions are not meaningful
-            if ra != rb { diffs.append("\(p):\n  source \(ra)\n  image  \(rb)") }
-        }
-        for p in b.keys where a[p] == nil { diffs.append("extra \(p)") }
-        if la != lb { diffs.append("hard-link groups differ: source \(la.sorted { $0[0] < $1[0] }) image \(lb.sorted { $0[0] < $1[0] })") }
-        return diffs
+        try HostTree.compare(src, back, allRoot: allRoot, checkRoot: checkRoot)
     }
 
     static func unsquashfs(_ image: String, into dir: String) throws {

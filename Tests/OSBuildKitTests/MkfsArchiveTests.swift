@@ -1,0 +1,155 @@
+import Basics
+import Foundation
+import Testing
+import TestSupport
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// `osbuild mkfs squashfs|erofs ARCHIVE OUT`: a tree packed with GNU tar (pax headers for
+/// xattrs, long names, owners, devices, hard links) or cpio (sockets) must come back from
+/// the real readers (unsquashfs as root, a kernel loop mount) identical to the directory it
+/// was packed from.
+@Suite(.serialized) struct MkfsArchiveTests {
+    /// Every entry type tar can carry, with owners, setuid bits, xattrs in three
+    /// namespaces, a 3-name hard-link group, a 255-byte name, a UTF-8 name, a path far
+    /// beyond ustar's 100/155-byte limits and a file bigger than one data block.
+    static func makeSource(_ root: String, socket: Bool) throws {
+        func sh(_ s: String) throws { _ = try Subprocess.run(["sh", "-ec", s], directory: root) }
+        let long = String(repeating: "L", count: 251) + ".txt"
+        let deep = (0..<12).map { "level-\($0)-directory-name" }.joined(separator: "/")
+        try sh("""
+            mkdir -p etc bin dev "\(deep)" empty
+            : > empty-file
+            printf x > one-byte
+            head -c 300000 /dev/urandom > bin/big
+            seq 1 20000 > etc/text
+            printf 'deep\\n' > "\(deep)/leaf"
+            printf 'long\\n' > "\(long)"
+            printf 'utf8\\n' > "grüße-日本語"
+            printf 'shared\\n' > etc/hl-a && ln etc/hl-a etc/hl-b && ln etc/hl-a bin/hl-c
+            ln -s ../etc/text bin/link
+            ln -s "\(String(repeating: "t", count: 200))" dangling
+            mknod dev/null c 1 3 && mknod dev/loop7 b 7 7 && mknod dev/huge c 300 70000
+            mkfifo dev/fifo
+            chmod 4755 bin/big && chmod 2710 etc && chmod 1777 empty
+            chown 1234:5678 etc/text && chown -h 42:43 bin/link && chown 0:100000 dev/fifo
+            """)
+        try sh("""
+            setfattr -n security.capability -v 0x0100000200200000000000000000000000000000 bin/big
+            setfattr -n user.comment -v "hello xattr" etc/text
+            setfattr -n trusted.overlay -v 0x000102ff etc/text
+            setfattr -n user.dir -v d etc
+            """)
+        if socket {
+            let fd = Glibc.socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
+            var addr = sockaddr_un()
+            addr.sun_family = sa_family_t(AF_UNIX)
+            let p = root + "/sock"
+            withUnsafeMutableBytes(of: &addr.sun_path) { buf in
+                for (i, b) in p.utf8.enumerated() where i < buf.count - 1 { buf[i] = b }
+            }
+            let r = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) } }
+            close(fd)
+            #expect(r == 0, "bind \(p)")
+        }
+        // Varied whole-second times, children first so directory times stay set.
+        var n = 0
+        for p in try HostTree.walkPaths(root).reversed() {
+            var ts = [timespec(tv_sec: 1_650_000_000 + n * 7919 % 100_000, tv_nsec: 0), timespec(tv_sec: 1_650_000_000 + n * 7919 % 100_000, tv_nsec: 0)]
+            utimensat(AT_FDCWD, p, &ts, AT_SYMLINK_NOFOLLOW)
+            n += 1
+        }
+    }
+
+    static func tools(_ names: [(String, String)]) -> Bool {
+        guard TestEnv.isRoot else { print("SKIP: devices, owners and trusted.* xattrs need root"); return false }
+        return names.allSatisfy { TestEnv.oracle($0.0, package: $0.1) != nil }
+    }
+
+    static func mkfs(_ args: [String]) throws {
+        _ = try Subprocess.run([CLI.binary, "mkfs"] + args, environment: ["SOURCE_DATE_EPOCH": "1700000000", "NO_COLOR": "1"])
+    }
+
+    static func unsquashfsDiffs(source: String, image: String, tmp: TempDir) throws -> [String] {
+        let out = tmp.sub("back-" + FileSystem.basename(image))
+        _ = try Subprocess.run(["unsquashfs", "-no-progress", "-d", out, image])
+        return try HostTree.compare(source, out)
+    }
+
+    static func kernelMountDiffs(source: String, image: String, tmp: TempDir) throws -> [String] {
+        let mnt = tmp.sub("mnt-" + FileSystem.basename(image))
+        try FileSystem.makeDirectories(mnt)
+        _ = try Subprocess.run(["mount", "-t", "erofs", "-o", "loop,ro", image, mnt])
+        defer { _ = try? Subprocess.run(["umount", mnt]) }
+        return try HostTree.compare(source, mnt)
+    }
+
+    @Test func tarGzAndTarZstRoundTripThroughUnsquashfsAndKernel() throws {
+        guard Self.tools([("unsquashfs", "squashfs-tools"), ("setfattr", "attr"), ("tar", "tar"), ("zstd", "zstd"), ("gzip", "gzip")]) else { return }
+        let tmp = try TempDir("mkfs-archive")
+        let src = tmp.sub("src")
+        try FileSystem.makeDirectories(src)
+        try Self.makeSource(src, socket: false)
+        let tar = ["tar", "--format=pax", "--xattrs", "--xattrs-include=*", "--numeric-owner", "-C", src]
+        _ = try Subprocess.run(tar + ["-czf", tmp.sub("root.tar.gz"), "."])
+        _ = try Subprocess.run(tar + ["--zstd", "-cf", tmp.sub("root.tar.zst"), "."])
+
+        for (archive, comp) in [("root.tar.gz", "xz"), ("root.tar.zst", "zstd")] {
+            let image = tmp.sub(archive + ".sqfs")
+            try Self.mkfs(["squashfs", tmp.sub(archive), image, "--comp", comp, "--block-size", "64K"])
+            let diffs = try Self.unsquashfsDiffs(source: src, image: image, tmp: tmp)
+            #expect(diffs.isEmpty, "\(archive) -> squashfs: \(diffs.prefix(8).joined(separator: "\n"))")
+            // Same archive, same bytes.
+            let again = tmp.sub(archive + ".2.sqfs")
+            try Self.mkfs(["squashfs", tmp.sub(archive), again, "--comp", comp, "--block-size", "64K"])
+            #expect(try FileSystem.readFile(image) == FileSystem.readFile(again), "\(archive): two builds differ")
+        }
+        // No scratch directories left next to the output.
+        #expect(try FileSystem.listDirectory(tmp.path).filter { $0.hasPrefix(".osbuild") }.isEmpty)
+
+        if TestEnv.oracle("fsck.erofs", package: "erofs-utils") != nil {
+            for (archive, comp) in [("root.tar.zst", "lz4hc"), ("root.tar.gz", "lzma")] {
+                let image = tmp.sub(archive + "." + comp + ".erofs")
+                try Self.mkfs(["erofs", tmp.sub(archive), image, "--comp", comp])
+                if comp != "lzma" { _ = try Subprocess.run(["fsck.erofs", image]) }  // erofs-utils 1.5 has no LZMA
+                let diffs = try Self.kernelMountDiffs(source: src, image: image, tmp: tmp)
+                #expect(diffs.isEmpty, "\(archive) -> erofs \(comp): \(diffs.prefix(8).joined(separator: "\n"))")
+            }
+        }
+    }
+
+    @Test func cpioWithSocketsRoundTrips() throws {
+        guard Self.tools([("unsquashfs", "squashfs-tools"), ("setfattr", "attr"), ("cpio", "cpio"), ("xz", "xz-utils")]) else { return }
+        let tmp = try TempDir("mkfs-cpio")
+        let src = tmp.sub("src")
+        try FileSystem.makeDirectories(src)
+        try Self.makeSource(src, socket: true)
+        // newc carries no xattrs: compare against a copy of the source without them.
+        _ = try Subprocess.run(["sh", "-ec", "cd '\(src)' && find . | LC_ALL=C sort | cpio --quiet -o -H newc | xz > ../root.cpio.xz"])
+        _ = try Subprocess.run(["sh", "-ec", "cd '\(src)' && setfattr -h -x user.comment etc/text && setfattr -h -x trusted.overlay etc/text && setfattr -h -x user.dir etc && setfattr -x security.capability bin/big"])
+        let image = tmp.sub("cpio.sqfs")
+        try Self.mkfs(["squashfs", tmp.sub("root.cpio.xz"), image, "--comp", "gzip"])
+        let diffs = try Self.unsquashfsDiffs(source: src, image: image, tmp: tmp)
+        #expect(diffs.isEmpty, "cpio -> squashfs: \(diffs.prefix(8).joined(separator: "\n"))")
+        if TestEnv.oracle("fsck.erofs", package: "erofs-utils") != nil {
+            let e = tmp.sub("cpio.erofs")
+            try Self.mkfs(["erofs", tmp.sub("root.cpio.xz"), e, "--comp", "lz4"])
+            let d = try Self.kernelMountDiffs(source: src, image: e, tmp: tmp)
+            #expect(d.isEmpty, "cpio -> erofs: \(d.prefix(8).joined(separator: "\n"))")
+        }
+    }
+
+    @Test func badSourceIsAClearErrorAndLeavesNoOutput() throws {
+        let tmp = try TempDir("mkfs-bad")
+        try tmp.write("not-an-archive.tar", "this is plain text, not a tar archive\n")
+        for (fs, src) in [("squashfs", "not-an-archive.tar"), ("erofs", "not-an-archive.tar"), ("squashfs", "missing.tar.gz")] {
+            let out = tmp.sub("out.img")
+            let r = try Subprocess.run([CLI.binary, "mkfs", fs, tmp.sub(src), out], check: false)
+            #expect(r.status != 0)
+            #expect(r.stderrText.contains(src), "\(fs) \(src): \(r.stderrText)")
+            #expect(!FileSystem.exists(out))
+            #expect(try FileSystem.listDirectory(tmp.path).filter { $0.hasPrefix(".osbuild") }.isEmpty)
+        }
+    }
+}
