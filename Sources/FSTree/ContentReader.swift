@@ -49,7 +49,7 @@ public final class ContentReader {
     /// Fill `buffer` with up to `buffer.count` bytes; returns the count (0 at end).
     public func read(into buffer: UnsafeMutableRawBufferPointer) throws -> Int {
         let want = Int(min(UInt64(buffer.count), remaining))
-        if want == 0 {
+        guard let dst = buffer.baseAddress, want > 0 else {
             try checkAtEnd()
             return 0
         }
@@ -57,12 +57,12 @@ public final class ContentReader {
         case .empty: return 0
         case .bytes(let b):
             b.withUnsafeBytes { src in
-                buffer.baseAddress!.copyMemory(from: src.baseAddress! + Int(position), byteCount: want)
+                if let from = src.baseAddress { dst.copyMemory(from: from + Int(position), byteCount: want) }
             }
         case .hostFile, .fileRange:
             var got = 0
             while got < want {
-                let n = pread(fd, buffer.baseAddress! + got, want - got, off_t(base + position) + off_t(got))
+                let n = pread(fd, dst + got, want - got, off_t(base + position) + off_t(got))
                 if n < 0 {
                     if errno == EINTR { continue }
                     throw SystemError("read", path: path, errno: errno)
