@@ -75,6 +75,7 @@ import TestSupport
 /// Builds a board once per test run (into a temp -O dir) for the boot tests below.
 final class BuiltImage: @unchecked Sendable {
     static let qemu = BuiltImage("qemu-x86-64")
+    static let aarch64 = BuiltImage("generic-aarch64")
     let boardID: String
     private let lock = NSLock()
     private var result: Swift.Result<(board: Board, image: String), any Error>?
@@ -193,9 +194,18 @@ final class BuiltImage: @unchecked Sendable {
         #expect(pristine["A_TRY"] == "0")
     }
 
-    @Test func brokenSlotBFallsBackToAAfterItsTries() throws {
+    /// Both GRUB boards: qemu-x86-64 (OVMF) and generic-aarch64 (AAVMF, qemu-system-aarch64 -M virt).
+    @Test(arguments: ["qemu-x86-64", "generic-aarch64"])
+    func brokenSlotBFallsBackToAAfterItsTries(_ boardID: String) throws {
         guard Self.tools() else { return }
-        let (board, image) = try BuiltImage.qemu.get()
+        if boardID == "generic-aarch64" {
+            guard TestEnv.oracle("qemu-system-aarch64", package: "qemu-system-arm") != nil else { return }
+            guard FileSystem.exists("/usr/share/AAVMF") else {
+                if TestEnv.isCI { Issue.record("/usr/share/AAVMF missing: CI must install qemu-efi-aarch64") } else { print("SKIP: qemu-efi-aarch64 is not installed") }
+                return
+            }
+        }
+        let (board, image) = try (boardID == "generic-aarch64" ? BuiltImage.aarch64 : BuiltImage.qemu).get()
         let tries = Int(board.integer("bootloader.tries") ?? 3)
         let tmp = try TempDir("boot-fallback")
         let img = tmp.sub("fallback.img")
@@ -227,7 +237,7 @@ final class BuiltImage: @unchecked Sendable {
         o.expectSlot = "A"
         o.timeout = 600
         let r = try BootTest.run(o)
-        print("fallback boot test (TCG): \(r.trace.grubBoots.joined(separator: " ")) -> slot \(r.slot) after \(String(format: "%.1f", r.seconds)) s")
+        print("fallback boot test \(boardID) (TCG): \(r.trace.grubBoots.joined(separator: " ")) -> slot \(r.slot) after \(String(format: "%.1f", r.seconds)) s")
         #expect(r.trace.grubBoots == Array(repeating: "B", count: tries) + ["A"])
         #expect(r.trace.failures.count == tries)
         #expect(r.trace.failures.allSatisfy { $0.contains("PARTLABEL=system1") }, "\(r.trace.failures)")
