@@ -374,17 +374,7 @@ public struct FSTree: Sendable {
             return FSTree.rootID
         }
         let parent = try resolveParent(comps.dropLast(), path: path, create: createParents, template: parentTemplate)
-        if let existing = children[parent.raw]?[name] {
-            if inodes[existing.raw].kind == .directory && inode.kind == .directory {
-                inodes[existing.raw] = inode
-                return existing
-            }
-        }
-        let id = InodeID(inodes.count)
-        inodes.append(inode)
-        children.append(inode.kind == .directory ? [:] : nil)
-        children[parent.raw]?[name] = id
-        return id
+        return try insertChild(name, of: parent, inode)
     }
 
     /// Create a hard link at `path` to the existing non-directory entry `target`.
@@ -393,7 +383,7 @@ public struct FSTree: Sendable {
         let comps = try FSTree.components(path)
         guard let name = comps.last else { throw Error(path: path, reason: .isRoot) }
         let parent = try resolveParent(comps.dropLast(), path: path, create: createParents, template: .directory())
-        children[parent.raw]?[name] = target
+        try linkChild(name, of: parent, to: target)
     }
 
     /// Remove the entry at `path` (recursively for directories). Returns false if absent.
