@@ -1,5 +1,4 @@
 import Basics
-import CArchive
 import CLzma
 import Foundation
 #if canImport(Glibc)
@@ -61,40 +60,10 @@ public enum ImageConversion {
 
     /// A zip holding the image as one deflated member named after the image file.
     public static func zip(_ input: String, to output: String, mtime: Int64 = 0) throws {
-        let st = try FileSystem.stat(input)
-        let inFD = open(input, O_RDONLY | O_CLOEXEC)
-        guard inFD >= 0 else { throw SystemError("open", path: input, errno: errno) }
-        defer { close(inFD) }
         try AtomicOutputFile.write(output) { out in
-            guard let a = archive_write_new() else { throw MessageError("libarchive: out of memory") }
-            defer { archive_write_free(a) }
-            func check(_ rc: Int32, _ what: String) throws {
-                if rc < ARCHIVE_OK {
-                    let msg = archive_error_string(a).map { String(cString: $0) } ?? "error \(rc)"
-                    throw MessageError("\(output): zip \(what) failed: \(msg)")
-                }
+            try Tar.write(fd: out.fd, path: output, mtime: mtime, format: .zipDeflate) { zip in
+                try zip.add(name: FileSystem.basename(input), file: input)
             }
-            try check(archive_write_set_format_zip(a), "format")
-            try check(archive_write_zip_set_compression_deflate(a), "deflate")
-            try check(archive_write_open_fd(a, out.fd), "open")
-            guard let e = archive_entry_new() else { throw MessageError("libarchive: out of memory") }
-            defer { archive_entry_free(e) }
-            archive_entry_set_pathname(e, FileSystem.basename(input))
-            archive_entry_set_size(e, la_int64_t(st.size))
-            archive_entry_set_filetype(e, 0o100000)  // AE_IFREG (a macro Swift does not import)
-            archive_entry_set_perm(e, 0o644)
-            archive_entry_set_mtime(e, time_t(mtime), 0)
-            try check(archive_write_header(a, e), "header")
-            let size = 1 << 20
-            let buf = UnsafeMutableRawPointer.allocate(byteCount: size, alignment: 16)
-            defer { buf.deallocate() }
-            while true {
-                let n = read(inFD, buf, size)
-                if n < 0 { if errno == EINTR { continue }; throw SystemError("read", path: input, errno: errno) }
-                if n == 0 { break }
-                guard archive_write_data(a, buf, n) == n else { try check(ARCHIVE_FATAL, "write"); return }
-            }
-            try check(archive_write_close(a), "close")
         }
     }
 

@@ -132,19 +132,28 @@ public enum OVA {
     }
 }
 
-/// A ustar writer over libarchive for small fixed members and streamed files.
+/// An archive writer over libarchive (ustar for OVA, zip for `.zip` images) for small
+/// fixed members and streamed files; members are root-owned with a fixed mtime.
 struct Tar {
+    enum Format { case ustar, zipDeflate }
+
     let archive: OpaquePointer
     let path: String
     let mtime: Int64
 
     /// Write a tar to `fd`; `body` adds the members in order.
-    static func write(fd: Int32, path: String, mtime: Int64, _ body: (Tar) throws -> Void) throws {
+    static func write(fd: Int32, path: String, mtime: Int64, format: Format = .ustar, _ body: (Tar) throws -> Void) throws {
         guard let a = archive_write_new() else { throw MessageError("libarchive: out of memory") }
         defer { archive_write_free(a) }
         let tar = Tar(archive: a, path: path, mtime: mtime)
-        try tar.check(archive_write_set_format_ustar(a), "format")
-        try tar.check(archive_write_set_bytes_in_last_block(a, 1), "block padding")
+        switch format {
+        case .ustar:
+            try tar.check(archive_write_set_format_ustar(a), "format")
+            try tar.check(archive_write_set_bytes_in_last_block(a, 1), "block padding")
+        case .zipDeflate:
+            try tar.check(archive_write_set_format_zip(a), "format")
+            try tar.check(archive_write_zip_set_compression_deflate(a), "deflate")
+        }
         try tar.check(archive_write_open_fd(a, fd), "open")
         try body(tar)
         try tar.check(archive_write_close(a), "close")
@@ -153,7 +162,7 @@ struct Tar {
     func check(_ rc: Int32, _ what: String) throws {
         if rc < ARCHIVE_OK {
             let msg = archive_error_string(archive).map { String(cString: $0) } ?? "error \(rc)"
-            throw MessageError("\(path): tar \(what) failed: \(msg)")
+            throw MessageError("\(path): archive \(what) failed: \(msg)")
         }
     }
 
