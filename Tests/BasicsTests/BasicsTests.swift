@@ -1,4 +1,5 @@
 import Basics
+import Foundation
 import Testing
 import TestSupport
 
@@ -36,5 +37,18 @@ import TestSupport
         #expect(FileSystem.normalize("/a/./b/../c//d") == "/a/c/d")
         #expect(FileSystem.normalize("/../x") == "/x")
         #expect(FileSystem.normalize("a/../../b") == "../b")
+    }
+}
+
+@Suite struct ExecutableIdentityTests {
+    /// The build ID we read from memory must be the one binutils reads from the file.
+    @Test func buildIDMatchesReadelf() throws {
+        guard let readelf = TestEnv.oracle("readelf", package: "binutils") else { return }
+        let exe = try FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")
+        let out = try Subprocess.run([readelf, "-n", exe]).stdoutText
+        let line = out.split(separator: "\n").first { $0.contains("Build ID:") }
+        let expected = try #require(line).split(separator: ":").last.map { $0.trimmingCharacters(in: .whitespaces) }
+        #expect(ExecutableIdentity.buildID == expected)
+        #expect(ExecutableIdentity.buildID.count >= 16)
     }
 }
