@@ -52,3 +52,23 @@ import TestSupport
         #expect(ExecutableIdentity.buildID.count >= 16)
     }
 }
+
+@Suite struct ToolVersionsTests {
+    /// The recorded version is what the tool itself reports: e2fsprogs answers `-V`
+    /// (not `--version`), other tools `--version`. A probe that records the tool's
+    /// usage error would never change when the tool is upgraded.
+    @Test func probesRealVersions() throws {
+        guard TestEnv.oracle("mke2fs", package: "e2fsprogs") != nil,
+              TestEnv.oracle("mkfs.fat", package: "dosfstools") != nil else { return }
+        let tmp = try TempDir("toolversions")
+        let tools = ToolVersions(cacheFile: tmp.sub("cache"))
+        let mke2fs = tools.version(of: "mke2fs")
+        #expect(mke2fs.range(of: #"^mke2fs \d+\.\d+"#, options: .regularExpression) != nil, "\(mke2fs)")
+        let fat = tools.version(of: "mkfs.fat")
+        #expect(fat.range(of: #"^mkfs\.fat \d+\.\d+"#, options: .regularExpression) != nil, "\(fat)")
+        #expect(tools.version(of: "no-such-tool-osbuild") == "missing")
+        // Cached across instances by the binary's identity.
+        tools.save()
+        #expect(ToolVersions(cacheFile: tmp.sub("cache")).version(of: "mke2fs") == mke2fs)
+    }
+}
