@@ -100,6 +100,12 @@ public struct DeviceNumber: Sendable, Hashable, CustomStringConvertible {
         minor = UInt32((d & 0xFF) | ((d >> 12) & ~UInt64(0xFF)))
     }
 
+    /// The same layout back (what mknod takes as dev_t).
+    public var glibc: UInt64 {
+        let ma = UInt64(major), mi = UInt64(minor)
+        return (mi & 0xFF) | ((ma & 0xFFF) << 8) | ((mi & ~UInt64(0xFF)) << 12) | ((ma & ~UInt64(0xFFF)) << 32)
+    }
+
     public var description: String { "\(major),\(minor)" }
 }
 

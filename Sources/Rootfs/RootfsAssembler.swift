@@ -73,7 +73,7 @@ public enum RootfsAssembler {
             }
             return nil
         }
-        var h = SHA256()
+        let h = SHA256()
         h.updateField("osbuild-rootfs-build-id-v1")
         h.updateField(digest)
         for k in spec.variables.keys.sorted(by: FSTree.byteOrderLess) {

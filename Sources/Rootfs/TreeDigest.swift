@@ -21,7 +21,7 @@ public enum TreeDigest {
         var contentHash: [InodeID: String] = [:]
         for (i, id) in regular.enumerated() { contentHash[id] = hashes[i] }
 
-        var h = SHA256()
+        let h = SHA256()
         h.updateField("osbuild-tree-digest-v1")
         try tree.walk { path, id, n in
             h.updateField(path)
@@ -78,7 +78,7 @@ public enum TreeDigest {
         case .bytes(let b): return SHA256.hex(b)
         default:
             let r = try ContentReader(s)
-            var h = SHA256()
+            let h = SHA256()
             let buf = UnsafeMutableRawBufferPointer.allocate(byteCount: 1 << 20, alignment: 16)
             defer { buf.deallocate() }
             while true {

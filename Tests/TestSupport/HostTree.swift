@@ -59,7 +59,7 @@ public enum HostTree {
     }
 
     /// Differences between a source tree and its read-back (empty = identical).
-    public static func compare(_ src: String, _ back: String, allRoot: Bool = false, checkRoot: Bool = true) throws -> [String] {
+    public static func compare(_ src: String, _ back: String, allRoot: Bool = false, checkRoot: Bool = true, xattrs: Bool = true) throws -> [String] {
         let (a, la) = try scan(src)
         let (b, lb) = try scan(back)
         var diffs: [String] = []
@@ -69,6 +69,7 @@ public enum HostTree {
             if allRoot { ra.uid = 0; ra.gid = 0 }
             if p == "/" && !checkRoot { continue }
             if ra.type == 0o120000 { ra.mode = 0; rb.mode = 0 }  // symlink permissions are not meaningful
+            if !xattrs { ra.xattrs = [:]; rb.xattrs = [:] }
             if ra != rb { diffs.append("\(p):\n  source \(ra)\n  image  \(rb)") }
         }
         for p in b.keys where a[p] == nil { diffs.append("extra \(p)") }
