@@ -448,7 +448,7 @@ private func partitionSHA(_ image: String, _ part: Part) throws -> String {
 /// environment RAUC gives it.
 @Suite(.serialized) struct BundleInstallRpi5Tests {
     static func tools() -> Bool {
-        let all = [("rauc", "rauc"), ("mtype", "mtools"), ("mcopy", "mtools"), ("fsck.vfat", "dosfstools"), ("sfdisk", "fdisk")]
+        let all = [("rauc", "rauc"), ("mtype", "mtools"), ("mcopy", "mtools"), ("fsck.vfat", "dosfstools"), ("mkfs.vfat", "dosfstools"), ("sfdisk", "fdisk")]
         return all.map { TestEnv.oracle($0.0, package: $0.1) }.allSatisfy { $0 != nil }
     }
 
@@ -559,7 +559,8 @@ private func partitionSHA(_ image: String, _ part: Part) throws -> String {
     }
 
     /// Hooks that are not osbuild's own for this board are refused, naming the bundle, the
-    /// image section and the hook file; the image stays byte-identical.
+    /// image section and the hook file; the image stays byte-identical. osbuild's hook that
+    /// cannot do its work (no cmdline.txt) fails the install before the slot switch.
     @Test func otherHooksAreRefused() throws {
         guard Self.tools() else { return }
         let f = try BoardBuild.get("rpi5-64")
@@ -604,6 +605,24 @@ private func partitionSHA(_ image: String, _ part: Part) throws -> String {
             #expect(r.stderrText.contains("the image is unchanged"), "\(what): \(r.stderrText)")
             #expect(try SHA256.hexOfFile(at: img) == before, "\(what): image changed")
         }
+
+        // osbuild's hook on a boot image without cmdline.txt: the hook fails after writing
+        // (as the script's sed would), so the switch never happens: autoboot.txt still boots A.
+        let c = tmp.sub("c-no-cmdline")
+        try FileSystem.makeDirectories(c)
+        try sh(["truncate", "-s", "8M", c + "/boot.vfat"])
+        try sh(["mkfs.vfat", "-n", "BOOT", c + "/boot.vfat"])
+        try sh(["cp", "--sparse=always", x + "/rootfs.img", c + "/rootfs.img"])
+        try FileSystem.writeAtomically(c + "/rauc-hook.sh", ours, mode: 0o755)
+        try FileSystem.writeAtomically(c + "/manifest.raucm", head + "[hooks]\nfilename=rauc-hook.sh\n" + images)
+        let noCmdline = tmp.sub("no-cmdline.raucb")
+        try InstallFixture.create(c, noCmdline, keys: f.project + "/keys")
+        let control = try #require(try Self.numbered(img)[1])
+        let auto0 = try sh(["mtype", "-i", "\(img)@@\(control.start * 512)", "::/autoboot.txt"]).stdoutText
+        let r = try f.install(noCmdline, image: img)
+        #expect(r.status == 1 && r.stderrText.contains("install failed (image write)") && r.stderrText.contains("no '/cmdline.txt'")
+                && r.stderrText.contains("partition boot-b); slot B stays inactive"), "\(r.stderrText)")
+        #expect(try sh(["mtype", "-i", "\(img)@@\(control.start * 512)", "::/autoboot.txt"]).stdoutText == auto0)
     }
 }
 
