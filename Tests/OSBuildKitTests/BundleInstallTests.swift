@@ -539,6 +539,11 @@ private func partitionSHA(_ image: String, _ part: Part) throws -> String {
         // Slot B's rootfs is the bundle's; slot A is untouched.
         #expect(try partitionHolds(img, systemB, x + "/rootfs.img"))
         #expect([try partitionSHA(img, bootA), try partitionSHA(img, systemA)] == untouched)
+        // Reproducible: the same install on another copy gives the same bytes.
+        let again = try f.copyImage("rpi5-install-again.img")
+        defer { unlink(again) }
+        #expect(try f.install(bundle2, image: again).status == 0)
+        #expect(try Subprocess.run(["cmp", img, again], check: false).status == 0, "two installs of the same bundle differ")
 
         // Slot B boots from its cmdline.txt: the 2.0 rootfs (QEMU virt stands in for the Pi).
         if let aarch64 = try? BoardBuild.get("generic-aarch64"),
