@@ -5,9 +5,11 @@ import Glibc
 
 /// A FAT12/16/32 volume inside an image file (at a byte offset, e.g. a partition),
 /// read in place: look up a file by path (long or 8.3 names, case-insensitive), read it,
-/// or rewrite its bytes without changing its size or allocation. That is all an offline
-/// slot switch needs (grubenv is a fixed 1024-byte file); nothing here allocates clusters
-/// or touches directory entries, so the filesystem's structure cannot be damaged.
+/// or rewrite its bytes. That is all an offline slot switch needs (grubenv is a fixed
+/// 1024-byte file; a retargeted cmdline.txt may change length). Nothing here allocates
+/// or frees clusters: a rewrite keeps the file's cluster chain, so the FATs, FSInfo and
+/// every other file stay as they are; only a length change touches the file's
+/// directory entry (its size field).
 /// Format facts: Microsoft's FAT specification (BPB, FAT type by cluster count, FAT
 /// entry packing, directory and LFN entries).
 public struct FATVolume {
@@ -23,6 +25,12 @@ public struct FATVolume {
         public var path: String
         public var size: UInt64
         public var ranges: [Range<UInt64>]
+        /// Bytes in the file's clusters: the most `replace` can write without allocating.
+        public var allocated: UInt64 { UInt64(clusters.count) * clusterBytes }
+        var clusters: [UInt64] = []
+        var clusterBytes: UInt64 = 0
+        /// Absolute byte offset of the file's 32-byte (short name) directory entry.
+        var entryOffset: UInt64 = 0
     }
 
     let fd: Int32
@@ -133,17 +141,26 @@ public struct FATVolume {
         var isDirectory: Bool
         var firstCluster: UInt64
         var size: UInt64
+        var offset: UInt64  // absolute byte offset of the short entry
     }
 
     func readDirectory(cluster: UInt64?, what: String) throws -> [Entry] {
         var bytes: [UInt8] = []
+        var clusters: [UInt64] = []
         if let cluster {
-            for c in try chain(from: cluster, what: what) {
+            clusters = try chain(from: cluster, what: what)
+            for c in clusters {
                 let r = clusterRange(c)
                 bytes += try PositionalIO.read(fd, count: Int(r.count), at: r.lowerBound, path: imagePath)
             }
         } else {
             bytes = try PositionalIO.read(fd, count: Int(rootDirBytes), at: offset + rootDirOffset, path: imagePath)
+        }
+        // Where entry byte `i` of the directory lies in the image.
+        func absolute(_ i: Int) -> UInt64 {
+            guard !clusters.isEmpty else { return offset + rootDirOffset + UInt64(i) }
+            let n = UInt64(i) / clusterBytes
+            return clusterRange(clusters[Int(n)]).lowerBound + UInt64(i) % clusterBytes
         }
         var entries: [Entry] = []
         var lfn: [Int: [UInt16]] = [:]
@@ -185,7 +202,7 @@ public struct FATVolume {
             let lo = UInt64(e[i + 26]) | UInt64(e[i + 27]) << 8
             let size = UInt64(e[i + 28]) | UInt64(e[i + 29]) << 8 | UInt64(e[i + 30]) << 16 | UInt64(e[i + 31]) << 24
             entries.append(Entry(name: name, shortName: short, isDirectory: attr & 0x10 != 0,
-                                 firstCluster: bits == 32 ? hi << 16 | lo : lo, size: size))
+                                 firstCluster: bits == 32 ? hi << 16 | lo : lo, size: size, offset: absolute(i)))
         }
         return entries
     }
@@ -211,29 +228,37 @@ public struct FATVolume {
             let last = n == parts.count - 1
             if last {
                 guard !e.isDirectory else { throw Failure(message: "\(imagePath): '\(walked)' in the FAT volume is a directory, not a file") }
-                if e.size == 0 { return FileExtent(path: walked, size: 0, ranges: []) }
+                if e.size == 0 {
+                    return FileExtent(path: walked, size: 0, ranges: [], clusterBytes: clusterBytes, entryOffset: e.offset)
+                }
                 let clusters = try chain(from: e.firstCluster, what: walked)
                 guard UInt64(clusters.count) * clusterBytes >= e.size else {
                     throw Failure(message: "\(imagePath): '\(walked)' is \(e.size) bytes but its cluster chain holds only \(UInt64(clusters.count) * clusterBytes)")
                 }
-                var ranges: [Range<UInt64>] = []
-                var left = e.size
-                for c in clusters where left > 0 {
-                    let r = clusterRange(c)
-                    let take = min(left, clusterBytes)
-                    if let lastRange = ranges.last, lastRange.upperBound == r.lowerBound {
-                        ranges[ranges.count - 1] = lastRange.lowerBound..<(r.lowerBound + take)
-                    } else {
-                        ranges.append(r.lowerBound..<(r.lowerBound + take))
-                    }
-                    left -= take
-                }
-                return FileExtent(path: walked, size: e.size, ranges: ranges)
+                return FileExtent(path: walked, size: e.size, ranges: ranges(clusters, size: e.size),
+                                  clusters: clusters, clusterBytes: clusterBytes, entryOffset: e.offset)
             }
             guard e.isDirectory else { throw Failure(message: "\(imagePath): '\(walked)' in the FAT volume is a file, not a directory") }
             dirCluster = e.firstCluster == 0 ? (bits == 32 ? rootCluster : nil) : e.firstCluster
         }
         throw Failure(message: "\(imagePath): '\(path)' not found")
+    }
+
+    /// The image byte ranges holding the first `size` bytes of a chain, adjacent clusters merged.
+    func ranges(_ clusters: [UInt64], size: UInt64) -> [Range<UInt64>] {
+        var ranges: [Range<UInt64>] = []
+        var left = size
+        for c in clusters where left > 0 {
+            let r = clusterRange(c)
+            let take = min(left, clusterBytes)
+            if let lastRange = ranges.last, lastRange.upperBound == r.lowerBound {
+                ranges[ranges.count - 1] = lastRange.lowerBound..<(r.lowerBound + take)
+            } else {
+                ranges.append(r.lowerBound..<(r.lowerBound + take))
+            }
+            left -= take
+        }
+        return ranges
     }
 
     public func read(_ file: FileExtent) throws -> [UInt8] {
@@ -249,11 +274,40 @@ public struct FATVolume {
         guard UInt64(bytes.count) == file.size else {
             throw Failure(message: "\(imagePath): '\(file.path)' is \(file.size) bytes in the FAT volume; refusing to write \(bytes.count) bytes in place")
         }
+        try replace(file, with: bytes)
+    }
+
+    /// Replaces the file's contents with `bytes`, which may differ in length as long as
+    /// they need exactly the clusters the file has (no allocation, no freeing: the FATs
+    /// and FSInfo stay valid as they are). When the file shrinks, the bytes it gave up are
+    /// zeroed; the directory entry's size field is updated, its times are kept
+    /// (reproducible).
+    /// Returns the file's new extent. The caller fsyncs.
+    @discardableResult
+    public func replace(_ file: FileExtent, with bytes: [UInt8]) throws -> FileExtent {
+        let n = UInt64(bytes.count)
+        let needed = file.clusterBytes == 0 ? 0 : (n + file.clusterBytes - 1) / file.clusterBytes
+        guard needed == UInt64(file.clusters.count), file.clusterBytes == clusterBytes else {
+            throw Failure(message: "\(imagePath): FAT volume at byte \(offset): '\(file.path)' would change from \(file.size) to \(n) bytes, "
+                + "which needs \(needed) cluster(s) of \(clusterBytes) bytes; the file has \(file.clusters.count), and a rewrite in place does not allocate or free clusters")
+        }
+        guard n <= UInt64(UInt32.max) else { throw Failure(message: "\(imagePath): '\(file.path)': \(n) bytes is too large for a FAT file") }
+        let span = max(n, file.size)
+        let padded = bytes + [UInt8](repeating: 0, count: Int(span - n))
         var pos = 0
-        for r in file.ranges {
-            try PositionalIO.write(fd, Array(bytes[pos..<(pos + Int(r.count))]), at: r.lowerBound, path: imagePath)
+        for r in ranges(file.clusters, size: span) {
+            try PositionalIO.write(fd, Array(padded[pos..<(pos + Int(r.count))]), at: r.lowerBound, path: imagePath)
             pos += Int(r.count)
         }
+        if n != file.size {
+            let size = UInt32(n)
+            try PositionalIO.write(fd, [UInt8(size & 0xFF), UInt8(size >> 8 & 0xFF), UInt8(size >> 16 & 0xFF), UInt8(size >> 24)],
+                                   at: file.entryOffset + 28, path: imagePath)
+        }
+        var out = file
+        out.size = n
+        out.ranges = ranges(file.clusters, size: n)
+        return out
     }
 }
 

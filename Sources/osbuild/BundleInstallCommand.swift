@@ -16,7 +16,8 @@ struct BundleInstall: ParsableCommand {
             in the bootloader environment with a fresh try counter. With --board, compatible, keyring (bundle.cert \
             or the project's keys/dev-ca.cert.pem), slots and bootloader come from the board; without it, slots \
             come from GPT partition names (kernel0/system0 = A, kernel1/system1 = B) and --keyring and \
-            --compatible are required. Any refusal leaves the image unchanged. See docs/bundle.md.
+            --compatible are required. Hooks: osbuild's own tryboot cmdline.txt hook is applied natively \
+            (with --board); any other hook is refused. Any refusal leaves the image unchanged. See docs/bundle.md.
             """
     )
 
@@ -44,6 +45,7 @@ struct BundleInstall: ParsableCommand {
             for w in r.images {
                 Console.shared.line("  \(w.slotClass) -> partition \(w.partition): \(w.imageSize) of \(w.partitionSize) bytes (\(w.dataBytes) written, rest holes), sha256 \(w.sha256)")
             }
+            for h in r.hooks { Console.shared.line("  " + h) }
             Console.shared.line("\(r.bootloader): slot \(r.targetSlot) is now primary (was booting \(r.bootedSlot)); \(String(format: "%.2f", secs)) s")
         }
     }

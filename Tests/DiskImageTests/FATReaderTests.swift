@@ -5,8 +5,8 @@ import Testing
 import TestSupport
 
 /// FATVolume reads what mkfs.vfat + mtools wrote (FAT12/16/32, long names, nested
-/// directories, a fragmented file), and its in-place rewrites are read back by mtools
-/// and pass fsck.vfat -n.
+/// directories, a fragmented file), and its in-place rewrites (same length, and longer
+/// or shorter within the file's clusters) are read back by mtools and pass fsck.vfat -n.
 @Suite struct FATReaderTests {
     static let offset: UInt64 = 1 << 20  // the volume sits 1 MiB into the "image"
 
@@ -68,12 +68,26 @@ import TestSupport
         try v.overwrite(g, with: Self.content(9, 1024))
         try v.overwrite(frag, with: Self.content(8, 70_000))
         #expect(throws: FATVolume.Failure.self) { try v.overwrite(g, with: [1, 2, 3]) }
+        // Length changes within the file's clusters: grow to fill the last one, shrink by
+        // a byte; one byte more than the clusters hold is refused and changes nothing.
+        let short = try v.locate("/SHORT.TXT")
+        #expect(short.allocated >= short.size && short.allocated - short.size < 16384)
+        let grown = try v.replace(short, with: Self.content(5, Int(short.allocated)))
+        #expect(try v.read(try v.locate("/short.txt")) == Self.content(5, Int(short.allocated)) && grown.size == short.allocated)
+        let e = try #require(throws: FATVolume.Failure.self) { try v.replace(grown, with: Self.content(6, Int(short.allocated) + 1)) }
+        #expect(e.message.contains("'/SHORT.TXT' would change from \(short.allocated) to \(short.allocated + 1) bytes"), "\(e.message)")
+        #expect(try v.read(try v.locate("/short.txt")) == Self.content(5, Int(short.allocated)))
+        try v.replace(grown, with: Self.content(7, 8_999))
+        let fragShort = try v.replace(frag, with: Self.content(8, 70_000 - 100))
+        #expect(fragShort.size == 69_900)
         try sh(["dd", "if=\(image)", "of=\(vol)", "bs=1M", "skip=1", "count=\(mib)", "status=none"])
         let back = tmp.sub("back")
         try sh(["mcopy", "-n", "-i", i, "::/grub/grubenv", back])
         #expect(try FileSystem.readFile(back) == Self.content(9, 1024))
         try sh(["mcopy", "-n", "-i", i, "::/A Long Directory Name/fragmented file with a long name.dat", back])
-        #expect(try FileSystem.readFile(back) == Self.content(8, 70_000))
+        #expect(try FileSystem.readFile(back) == Self.content(8, 69_900))
+        try sh(["mcopy", "-n", "-i", i, "::/SHORT.TXT", back])
+        #expect(try FileSystem.readFile(back) == Self.content(7, 8_999))
         let fsck = try sh(["fsck.vfat", "-n", vol], check: false)
         #expect(fsck.status == 0, "\(fsck.stdoutText)")
     }

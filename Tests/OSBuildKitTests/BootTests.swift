@@ -72,57 +72,26 @@ import TestSupport
     }
 }
 
-/// Builds a board once per test run (into a temp -O dir) for the boot tests below.
-final class BuiltImage: @unchecked Sendable {
-    static let qemu = BuiltImage("qemu-x86-64")
-    static let aarch64 = BuiltImage("generic-aarch64")
-    let boardID: String
-    private let lock = NSLock()
-    private var result: Swift.Result<(board: Board, image: String), any Error>?
-    private var dir: TempDir?
-
-    init(_ boardID: String) { self.boardID = boardID }
-
-    func get() throws -> (board: Board, image: String) {
-        lock.lock()
-        defer { lock.unlock() }
-        if let result { return try result.get() }
-        let r = Swift.Result { () throws -> (board: Board, image: String) in
-            let tmp = try TempDir("boot-build")
-            dir = tmp
-            let project = Project(root: TestEnv.repoRoot)
-            let board = try project.loader.load(boardID)
-            let bd = project.buildDirectory(board: board.id, override: tmp.sub("out"))
-            // The same download cache as the shipped-board build tests.
-            let runner = try StageRunner(stages: try Pipeline.stages(for: board, project: project, buildDir: bd), buildDir: bd,
-                                         downloadCache: ShippedBoardBuildTests.downloadCache)
-            let start = Date()
-            let summary = try runner.run(RunOptions())
-            print("boot tests: built \(boardID) in \(String(format: "%.1f", Date().timeIntervalSince(start))) s")
-            if summary.failed { throw MessageError("building \(boardID) failed: \(summary.results.map { "\($0.name): \($0.outcome)" })") }
-            return (board, bd.outputDir("disk") + "/" + board.artifactName("img"))
-        }
-        result = r
-        return try r.get()
-    }
-}
-
 /// Real boots under TCG (what CI has): the default board to the marker, and GRUB's
 /// fallback from a broken slot B to slot A.
 @Suite(.serialized) struct QemuBootTests {
-    static func tools() -> Bool {
+    /// The host tools a boot test of `arch` needs: QEMU and its UEFI firmware (OVMF for
+    /// x86_64, AAVMF for aarch64), qemu-img, and the oracles that read the image back.
+    static func tools(arch: String = "x86_64") -> Bool {
         // Each lookup records a failure under CI=true when the tool is missing.
-        let q = TestEnv.oracle("qemu-system-x86_64", package: "qemu-system-x86")
+        let q = arch == "aarch64" ? TestEnv.oracle("qemu-system-aarch64", package: "qemu-system-arm")
+                                  : TestEnv.oracle("qemu-system-x86_64", package: "qemu-system-x86")
         let i = TestEnv.oracle("qemu-img", package: "qemu-utils")
         let m = TestEnv.oracle("mcopy", package: "mtools")
         let g = TestEnv.oracle("grub-editenv", package: "grub-common")
         let s = TestEnv.oracle("sfdisk", package: "fdisk")
         let f = TestEnv.oracle("fsck.vfat", package: "dosfstools")
-        let ovmf = FileSystem.exists("/usr/share/OVMF")
-        if !ovmf {
-            if TestEnv.isCI { Issue.record("/usr/share/OVMF missing: CI must install ovmf") } else { print("SKIP: ovmf is not installed") }
+        let (dir, package) = arch == "aarch64" ? ("/usr/share/AAVMF", "qemu-efi-aarch64") : ("/usr/share/OVMF", "ovmf")
+        let firmware = FileSystem.exists(dir)
+        if !firmware {
+            if TestEnv.isCI { Issue.record("\(dir) missing: CI must install \(package)") } else { print("SKIP: \(package) is not installed") }
         }
-        return q != nil && i != nil && m != nil && g != nil && s != nil && f != nil && ovmf
+        return q != nil && i != nil && m != nil && g != nil && s != nil && f != nil && firmware
     }
 
     /// Partition name -> (byte offset, byte size), read by sfdisk (the oracle, not our reader).
@@ -167,7 +136,8 @@ final class BuiltImage: @unchecked Sendable {
 
     @Test func defaultBoardBootsToTheMarkerInSlotA() throws {
         guard Self.tools() else { return }
-        let (board, image) = try BuiltImage.qemu.get()
+        let build = try BoardBuild.get("qemu-x86-64")
+        let (board, image) = (build.board, build.image)
         let tmp = try TempDir("boot-a")
         var o = BootTest.Options(image: image, arch: board.arch, logPath: tmp.sub("serial.log"), workDir: tmp.sub("work"))
         o.expectSlot = "A"
@@ -197,15 +167,9 @@ final class BuiltImage: @unchecked Sendable {
     /// Both GRUB boards: qemu-x86-64 (OVMF) and generic-aarch64 (AAVMF, qemu-system-aarch64 -M virt).
     @Test(arguments: ["qemu-x86-64", "generic-aarch64"])
     func brokenSlotBFallsBackToAAfterItsTries(_ boardID: String) throws {
-        guard Self.tools() else { return }
-        if boardID == "generic-aarch64" {
-            guard TestEnv.oracle("qemu-system-aarch64", package: "qemu-system-arm") != nil else { return }
-            guard FileSystem.exists("/usr/share/AAVMF") else {
-                if TestEnv.isCI { Issue.record("/usr/share/AAVMF missing: CI must install qemu-efi-aarch64") } else { print("SKIP: qemu-efi-aarch64 is not installed") }
-                return
-            }
-        }
-        let (board, image) = try (boardID == "generic-aarch64" ? BuiltImage.aarch64 : BuiltImage.qemu).get()
+        guard Self.tools(arch: boardID == "generic-aarch64" ? "aarch64" : "x86_64") else { return }
+        let build = try BoardBuild.get(boardID)
+        let (board, image) = (build.board, build.image)
         let tries = Int(board.integer("bootloader.tries") ?? 3)
         let tmp = try TempDir("boot-fallback")
         let img = tmp.sub("fallback.img")
@@ -256,7 +220,8 @@ final class BuiltImage: @unchecked Sendable {
     /// (-kernel/-initrd) from a DOS-labelled disk whose partition 2 holds the rootfs image.
     @Test func initramfsFindsAnMBRRootByPartUUID() throws {
         guard Self.tools() else { return }
-        let (board, image) = try BuiltImage.qemu.get()
+        let build = try BoardBuild.get("qemu-x86-64")
+        let (board, image) = (build.board, build.image)
         let stages = FileSystem.dirname(FileSystem.dirname(image))
         let tmp = try TempDir("boot-mbr")
         let disk = tmp.sub("mbr.img")
@@ -294,7 +259,8 @@ final class BuiltImage: @unchecked Sendable {
     /// the marker with another slot than expected is exit 4.
     @Test func timeoutAndUnexpectedSlotAreReported() throws {
         guard Self.tools() else { return }
-        let (board, image) = try BuiltImage.qemu.get()
+        let build = try BoardBuild.get("qemu-x86-64")
+        let (board, image) = (build.board, build.image)
         let tmp = try TempDir("boot-fail")
         var o = BootTest.Options(image: image, arch: board.arch, logPath: tmp.sub("serial.log"), workDir: tmp.sub("work"))
         o.timeout = 2.5

@@ -6,17 +6,17 @@ import OSBuildKit
 import Testing
 import TestSupport
 
-/// `osbuild bundle install` on a real qemu-x86-64 image (built once for the suite in a
-/// throwaway copy of the project), judged by other tools: grub-editenv on the grubenv
-/// mcopy extracts, fsck.vfat on the ESP, sfdisk/sgdisk on the table, and `rauc extract`
-/// for what the partitions must hold.
+/// `osbuild bundle install` on a real qemu-x86-64 image (the shared BoardBuild), judged
+/// by other tools: grub-editenv on the grubenv mcopy extracts, fsck.vfat on the ESP,
+/// sfdisk/sgdisk on the table, and `rauc extract` for what the partitions must hold.
 final class InstallFixture: @unchecked Sendable {
+    let build: BoardBuild
     let dir: TempDir
-    let project: String
-    let image: String  // pristine image, never modified
-    let bundleV1: String
+    var project: String { build.project }
+    var image: String { build.image }  // pristine image, never modified
+    var bundleV1: String { build.bundle }
+    var keyring: String { build.keyring }
     let bundleV2: String
-    let keyring: String
     let raucV1: String  // rauc extract of v1
     let raucV2: String
 
@@ -33,16 +33,9 @@ final class InstallFixture: @unchecked Sendable {
     struct SkipFixture: Error { var reason: String }
 
     init() throws {
+        build = try BoardBuild.get("qemu-x86-64")
         dir = try TempDir("install")
-        project = dir.sub("project")
-        try FileSystem.makeDirectories(project)
-        try sh(["cp", "-a", TestEnv.repoRoot + "/boards", TestEnv.repoRoot + "/overlay", project])
-        let dl = InstallFixture.downloadCache
-        try sh([CLI.binary, "make", "qemu-x86-64", "-O", project + "/build"], env: ["OSBUILD_PROJECT": project, "OSBUILD_DL_CACHE": dl, "NO_COLOR": "1"])
-        let stages = project + "/build/stages"
-        image = stages + "/disk/osbuild_qemu-x86-64-1.0.img"
-        bundleV1 = stages + "/bundle/osbuild_qemu-x86-64-1.0.raucb"
-        keyring = project + "/keys/dev-ca.cert.pem"
+        let stages = build.stages
         // v2: same kernel, a rootfs image that differs (pattern + a zero tail that must become holes).
         let content = dir.sub("v2")
         try FileSystem.makeDirectories(content)
@@ -66,39 +59,11 @@ final class InstallFixture: @unchecked Sendable {
 
             """)
         bundleV2 = dir.sub("v2.raucb")
-        try InstallFixture.create(content, bundleV2, keys: project + "/keys")
+        try InstallFixture.create(content, bundleV2, keys: build.project + "/keys")
         raucV1 = dir.sub("rauc-v1")
         raucV2 = dir.sub("rauc-v2")
-        try sh(["rauc", "extract", "--keyring", keyring, bundleV1, raucV1])
-        try sh(["rauc", "extract", "--keyring", keyring, bundleV2, raucV2])
-    }
-
-    static var downloadCache: String {
-        if let d = ProcessInfo.processInfo.environment["OSBUILD_DL_CACHE"], !d.isEmpty { return d }
-        return FileSystem.exists(TestEnv.repoRoot + "/dl") ? TestEnv.repoRoot + "/dl" : "/var/cache/osbuild/dl"
-    }
-
-    /// The same board built again from a project copy with os.version bumped to 2.0 and
-    /// the same keys: the bundle a real update would ship. Built on first use.
-    private let lock = NSLock()
-    private var v2: Swift.Result<(image: String, bundle: String), any Error>?
-    func versionTwo() throws -> (image: String, bundle: String) {
-        lock.lock()
-        defer { lock.unlock() }
-        if let v2 { return try v2.get() }
-        let r = Swift.Result { () throws -> (image: String, bundle: String) in
-            let p2 = dir.sub("project2")
-            try FileSystem.makeDirectories(p2)
-            try sh(["cp", "-a", project + "/boards", project + "/overlay", project + "/keys", p2])
-            let common = p2 + "/boards/common.toml"
-            let text = try FileSystem.readText(common)
-            guard text.contains("version = \"1.0\"") else { throw MessageError("\(common): no version = \"1.0\" to bump") }
-            try FileSystem.writeAtomically(common, text.replacingOccurrences(of: "version = \"1.0\"", with: "version = \"2.0\""))
-            try sh([CLI.binary, "make", "qemu-x86-64", "-O", p2 + "/build"], env: ["OSBUILD_PROJECT": p2, "OSBUILD_DL_CACHE": InstallFixture.downloadCache, "NO_COLOR": "1"])
-            return (p2 + "/build/stages/disk/osbuild_qemu-x86-64-2.0.img", p2 + "/build/stages/bundle/osbuild_qemu-x86-64-2.0.raucb")
-        }
-        v2 = r
-        return try r.get()
+        try sh(["rauc", "extract", "--keyring", build.keyring, build.bundle, raucV1])
+        try sh(["rauc", "extract", "--keyring", build.keyring, bundleV2, raucV2])
     }
 
     static func create(_ content: String, _ out: String, keys: String) throws {
@@ -113,8 +78,7 @@ final class InstallFixture: @unchecked Sendable {
     }
 
     func install(_ bundle: String, image: String, _ extra: [String] = ["--board", "qemu-x86-64"]) throws -> Subprocess.Result {
-        try Subprocess.run([CLI.binary, "bundle", "install", bundle, "--image", image] + extra,
-                           environment: ["OSBUILD_PROJECT": project, "NO_COLOR": "1"], check: false)
+        try build.install(bundle, image: image, extra)
     }
 }
 
@@ -251,7 +215,7 @@ private func partitionSHA(_ image: String, _ part: Part) throws -> String {
         do { f = try InstallFixture.get() } catch let s as InstallFixture.SkipFixture { print("SKIP: \(s.reason)"); return }
         let img = try f.copyImage("refuse.img")
         let before = try SHA256.hexOfFile(at: img)
-        let stages = f.project + "/build/stages"
+        let stages = f.build.stages
 
         // Bundles that must be refused.
         func bundle(_ name: String, manifest: String, files: [String: String]) throws -> String {
@@ -477,25 +441,221 @@ private func partitionSHA(_ image: String, _ part: Part) throws -> String {
     }
 }
 
-/// The update path end to end, on what CI has (QEMU TCG): the 1.0 image boots slot A;
-/// `bundle install` of the 2.0 bundle (built from a project copy with the version bumped)
-/// makes it boot slot B with version 2.0; installing 1.0 again returns to slot A.
+/// rpi5-64's own bundle, offline: its boot.vfat carries slot A's cmdline.txt and a RAUC
+/// post-install hook that retargets it; `bundle install` recognises osbuild's hook and
+/// applies it natively. Judged by mtools and fsck.vfat on the partitions, sfdisk, the
+/// bundle as `rauc extract` sees it, and the real hook script run by sh under the
+/// environment RAUC gives it.
+@Suite(.serialized) struct BundleInstallRpi5Tests {
+    static func tools() -> Bool {
+        let all = [("rauc", "rauc"), ("mtype", "mtools"), ("mcopy", "mtools"), ("fsck.vfat", "dosfstools"), ("mkfs.vfat", "dosfstools"), ("sfdisk", "fdisk")]
+        return all.map { TestEnv.oracle($0.0, package: $0.1) }.allSatisfy { $0 != nil }
+    }
+
+    /// Partition number -> extent, from sfdisk --json (MBR: logical partitions are 5, 6, ...).
+    static func numbered(_ image: String) throws -> [Int: Part] {
+        struct Root: Decodable {
+            struct T: Decodable { struct P: Decodable { var node: String; var start: UInt64; var size: UInt64 }; var partitions: [P] }
+            var partitiontable: T
+        }
+        let t = try JSONDecoder().decode(Root.self, from: Data(try sh(["sfdisk", "--json", image]).stdout))
+        var out: [Int: Part] = [:]
+        for p in t.partitiontable.partitions {
+            if let n = Int(String(p.node.reversed().prefix { $0.isNumber }.reversed())) { out[n] = Part(start: p.start, size: p.size) }
+        }
+        return out
+    }
+
+    static func extract(_ image: String, _ p: Part, to file: String) throws {
+        try sh(["dd", "if=\(image)", "of=\(file)", "bs=512", "skip=\(p.start)", "count=\(p.size)", "conv=sparse", "status=none"])
+    }
+
+    /// What the hook script itself makes of `cmdline` for slot `bootname`, run by sh with
+    /// the variables RAUC sets for a slot-post-install hook (the slot "mounted" on a temp dir).
+    static func runHook(_ script: String, cmdline: [UInt8], bootname: String, device: String, scratch: TempDir) throws -> [UInt8] {
+        let mnt = scratch.sub("mnt-\(bootname)-\(UInt32.random(in: 0...UInt32.max))")
+        try FileSystem.makeDirectories(mnt)
+        try FileSystem.writeAtomically(mnt + "/cmdline.txt", cmdline)
+        let index = bootname == "A" ? 0 : 1
+        try sh(["sh", script, "slot-post-install"], env: [
+            "RAUC_SLOT_NAME": "boot.\(index)", "RAUC_SLOT_STATE": "inactive", "RAUC_SLOT_CLASS": "boot", "RAUC_SLOT_TYPE": "vfat",
+            "RAUC_SLOT_DEVICE": device, "RAUC_SLOT_BOOTNAME": bootname, "RAUC_SLOT_PARENT": "", "RAUC_SLOT_MOUNT_POINT": mnt,
+            "RAUC_IMAGE_NAME": "boot.vfat", "RAUC_IMAGE_CLASS": "boot", "RAUC_MOUNT_PREFIX": scratch.path,
+        ])
+        return try FileSystem.readFile(mnt + "/cmdline.txt")
+    }
+
+    @Test func ownBundleInstallsOfflineWithItsHook() throws {
+        guard Self.tools() else { return }
+        let f = try BoardBuild.get("rpi5-64")
+        let bundle2 = try f.versionTwo()
+        let tmp = try TempDir("rpi5-install")
+        let img = try f.copyImage("rpi5-install.img")
+        defer { unlink(img) }
+        let table0 = try sh(["sfdisk", "--json", img]).stdoutText
+        let p = try Self.numbered(img)
+        let control = try #require(p[1]), bootA = try #require(p[2]), bootB = try #require(p[3])
+        let systemA = try #require(p[5]), systemB = try #require(p[6])
+        let untouched = [try partitionSHA(img, bootA), try partitionSHA(img, systemA)]
+        let auto0 = try sh(["mtype", "-i", "\(img)@@\(control.start * 512)", "::/autoboot.txt"]).stdoutText
+        #expect(auto0.contains("boot_partition=2\n[tryboot]\nboot_partition=3\n"), "\(auto0)")
+
+        // The bundle as RAUC sees it: boot.vfat with a post-install hook, rauc-hook.sh.
+        let x = tmp.sub("v2")
+        try sh(["rauc", "extract", "--keyring", f.keyring, bundle2, x])
+        let manifest = try FileSystem.readText(x + "/manifest.raucm")
+        #expect(manifest.contains("filename=rauc-hook.sh") && manifest.contains("hooks=post-install"), "\(manifest)")
+        let shipped = tmp.sub("shipped-cmdline.txt")
+        try sh(["mcopy", "-n", "-i", x + "/boot.vfat", "::/cmdline.txt", shipped])
+        let cmdlineA = try FileSystem.readFile(shipped)
+        #expect(String(decoding: cmdlineA, as: UTF8.self).hasPrefix("root=PARTUUID=5a1b2c3d-05 rauc.slot=A "))
+
+        let r = try f.install(bundle2, image: img)
+        #expect(r.status == 0, "\(r.stderrText)")
+        #expect(r.stdoutText.contains("/autoboot.txt in partition #1: slot B is now primary (was booting A)"), "\(r.stdoutText)")
+        #expect(r.stdoutText.contains("post-install hook 'rauc-hook.sh' (osbuild's tryboot hook, applied natively): /cmdline.txt in partition boot-b"), "\(r.stdoutText)")
+
+        // Partition table as it was; autoboot.txt as the tryboot backend leaves it.
+        #expect(try sh(["sfdisk", "--json", img]).stdoutText == table0)
+        let auto1 = try sh(["mtype", "-i", "\(img)@@\(control.start * 512)", "::/autoboot.txt"]).stdoutText
+        #expect(auto1 == auto0.replacingOccurrences(of: "boot_partition=2\n[tryboot]\nboot_partition=3\n", with: "boot_partition=3\n[tryboot]\nboot_partition=2\n"), "\(auto1)")
+
+        // boot-b: a clean FAT whose cmdline.txt is what the real hook script makes of slot A's.
+        let b = tmp.sub("boot-b.vfat")
+        try Self.extract(img, bootB, to: b)
+        let fsck = try Subprocess.run(["fsck.vfat", "-n", b], check: false)
+        #expect(fsck.status == 0, "fsck.vfat -n boot-b:\n\(fsck.stdoutText)")
+        let native = try sh(["mtype", "-i", b, "::/cmdline.txt"]).stdout
+        let byScript = try Self.runHook(x + "/rauc-hook.sh", cmdline: cmdlineA, bootname: "B", device: "/dev/mmcblk0p3", scratch: tmp)
+        #expect(native == byScript, "native: \(String(decoding: native, as: UTF8.self)) script: \(String(decoding: byScript, as: UTF8.self))")
+        #expect(native == (try FileSystem.readFile(f.stages + "/bootloader/boot-b/cmdline.txt")), "boot-b's cmdline.txt differs from the one the build made for slot B")
+        #expect(String(decoding: native, as: UTF8.self).hasPrefix("root=PARTUUID=5a1b2c3d-06 rauc.slot=B "))
+        // Nothing else in boot-b differs from the bundle's boot.vfat: same length, so only
+        // the bytes where the two cmdlines differ (no directory entry change).
+        #expect(native.count == cmdlineA.count)
+        let changed = zip(native, cmdlineA).filter { $0 != $1 }.count
+        let cmp = try Subprocess.run(["cmp", "-l", x + "/boot.vfat", b], check: false)
+        #expect(cmp.stdoutText.split(separator: "\n").count == changed, "cmp -l boot.vfat boot-b:\n\(cmp.stdoutText.prefix(2000))")
+        // Slot B's rootfs is the bundle's; slot A is untouched.
+        #expect(try partitionHolds(img, systemB, x + "/rootfs.img"))
+        #expect([try partitionSHA(img, bootA), try partitionSHA(img, systemA)] == untouched)
+        // Reproducible: the same install on another copy gives the same bytes.
+        let again = try f.copyImage("rpi5-install-again.img")
+        defer { unlink(again) }
+        #expect(try f.install(bundle2, image: again).status == 0)
+        #expect(try Subprocess.run(["cmp", img, again], check: false).status == 0, "two installs of the same bundle differ")
+
+        // Slot B boots from its cmdline.txt: the 2.0 rootfs (QEMU virt stands in for the Pi).
+        if let aarch64 = try? BoardBuild.get("generic-aarch64"),
+           let boot = try ShippedBoardBuildTests.bootPiRootfs(image: img, cmdline: String(decoding: native, as: UTF8.self), aarch64Out: aarch64.buildDir, work: tmp.path) {
+            #expect(boot.log.contains("root PARTUUID=5a1b2c3d-06 is /dev/vda6") && boot.log.contains("osbuild-boot-ok slot=B version=2.0"),
+                    "rpi5-64 slot B did not boot (cmdline \(boot.cmdline)):\n\(boot.log.suffix(3000))")
+        }
+
+        // Back to A with the 1.0 bundle: boot-a holds slot A's cmdline.txt again.
+        let r2 = try f.install(f.bundle, image: img)
+        #expect(r2.status == 0, "\(r2.stderrText)")
+        #expect(r2.stdoutText.contains("slot A is now primary (was booting B)") && r2.stdoutText.contains("in partition boot-a is now"), "\(r2.stdoutText)")
+        let a = tmp.sub("boot-a.vfat")
+        try Self.extract(img, bootA, to: a)
+        #expect(try Subprocess.run(["fsck.vfat", "-n", a], check: false).status == 0)
+        #expect(try sh(["mtype", "-i", a, "::/cmdline.txt"]).stdout == (try FileSystem.readFile(f.stages + "/bootloader/boot-a/cmdline.txt")))
+        #expect(try partitionHolds(img, systemB, x + "/rootfs.img"))
+    }
+
+    /// Hooks that are not osbuild's own for this board are refused, naming the bundle, the
+    /// image section and the hook file; the image stays byte-identical. osbuild's hook that
+    /// cannot do its work (no cmdline.txt) fails the install before the slot switch.
+    @Test func otherHooksAreRefused() throws {
+        guard Self.tools() else { return }
+        let f = try BoardBuild.get("rpi5-64")
+        let tmp = try TempDir("rpi5-refuse")
+        let img = try f.copyImage("rpi5-refuse.img")
+        defer { unlink(img) }
+        let before = try SHA256.hexOfFile(at: img)
+        let x = tmp.sub("v1")
+        try sh(["rauc", "extract", "--keyring", f.keyring, f.bundle, x])
+        let head = "[update]\ncompatible=osbuild-rpi5-64\nversion=3.0\n[bundle]\nformat=verity\n"
+        func bundle(_ name: String, manifest: String, hook: String? = nil) throws -> String {
+            let c = tmp.sub("c-" + name)
+            try FileSystem.makeDirectories(c)
+            for file in ["boot.vfat", "rootfs.img", "rauc-hook.sh"] { try sh(["cp", "--sparse=always", x + "/" + file, c + "/" + file]) }
+            if let hook { try FileSystem.writeAtomically(c + "/rauc-hook.sh", hook, mode: 0o755) }
+            try FileSystem.writeAtomically(c + "/manifest.raucm", manifest)
+            let out = tmp.sub(name + ".raucb")
+            try InstallFixture.create(c, out, keys: f.project + "/keys")
+            return out
+        }
+        let ours = try FileSystem.readText(x + "/rauc-hook.sh")
+        let images = "[image.boot]\nfilename=boot.vfat\nhooks=post-install\n[image.rootfs]\nfilename=rootfs.img\n"
+        let cases: [(String, String, [String], String)] = [
+            ("edited hook", try bundle("edited", manifest: head + "[hooks]\nfilename=rauc-hook.sh\n" + images, hook: ours + "touch /tmp/x\n"),
+             ["--board", "rpi5-64"], "[image.boot] uses hooks=post-install from hook file 'rauc-hook.sh'; that script ("),
+            ("rootfs hook", try bundle("rootfs-hook", manifest: head + "[hooks]\nfilename=rauc-hook.sh\n[image.boot]\nfilename=boot.vfat\nhooks=post-install\n[image.rootfs]\nfilename=rootfs.img\nhooks=post-install\n"),
+             ["--board", "rpi5-64"], "[image.rootfs] uses hooks=post-install from hook file 'rauc-hook.sh'; osbuild's tryboot hook is only a post-install hook of [image.boot]"),
+            ("pre-install", try bundle("pre-install", manifest: head + "[hooks]\nfilename=rauc-hook.sh\n[image.boot]\nfilename=boot.vfat\nhooks=pre-install;post-install\n[image.rootfs]\nfilename=rootfs.img\n"),
+             ["--board", "rpi5-64"], "[image.boot] uses hooks=pre-install;post-install from hook file 'rauc-hook.sh'"),
+            ("install-check", try bundle("install-check", manifest: head + "[hooks]\nfilename=rauc-hook.sh\nhooks=install-check\n" + images),
+             ["--board", "rpi5-64"], "[hooks] hooks=install-check runs hook file 'rauc-hook.sh' before installing; offline install runs no bundle hooks"),
+        ]
+        // osbuild's hook for another layout (a board variant with another disk id): not this board's.
+        let variant = f.project + "/boards/rpi5-other-disk.toml"
+        try FileSystem.writeAtomically(variant, "inherit = \"rpi5-64\"\n[disk]\nid = \"0x11223344\"\n")
+        defer { unlink(variant) }
+        for (what, b, args, message) in cases + [("another board's layout", f.bundle, ["--board", "rpi5-other-disk", "--compatible", "osbuild-rpi5-64"],
+                                                  "is not the hook osbuild generates for board rpi5-other-disk")] {
+            let r = try f.install(b, image: img, args)
+            #expect(r.status == 1, "\(what): exit \(r.status)")
+            #expect(r.stderrText.contains(message) && r.stderrText.contains(b), "\(what): \(r.stderrText)")
+            #expect(r.stderrText.contains("the image is unchanged"), "\(what): \(r.stderrText)")
+            #expect(try SHA256.hexOfFile(at: img) == before, "\(what): image changed")
+        }
+
+        // osbuild's hook on a boot image without cmdline.txt: the hook fails after writing
+        // (as the script's sed would), so the switch never happens: autoboot.txt still boots A.
+        let c = tmp.sub("c-no-cmdline")
+        try FileSystem.makeDirectories(c)
+        try sh(["truncate", "-s", "8M", c + "/boot.vfat"])
+        try sh(["mkfs.vfat", "-n", "BOOT", c + "/boot.vfat"])
+        try sh(["cp", "--sparse=always", x + "/rootfs.img", c + "/rootfs.img"])
+        try FileSystem.writeAtomically(c + "/rauc-hook.sh", ours, mode: 0o755)
+        try FileSystem.writeAtomically(c + "/manifest.raucm", head + "[hooks]\nfilename=rauc-hook.sh\n" + images)
+        let noCmdline = tmp.sub("no-cmdline.raucb")
+        try InstallFixture.create(c, noCmdline, keys: f.project + "/keys")
+        let control = try #require(try Self.numbered(img)[1])
+        let auto0 = try sh(["mtype", "-i", "\(img)@@\(control.start * 512)", "::/autoboot.txt"]).stdoutText
+        let r = try f.install(noCmdline, image: img)
+        #expect(r.status == 1 && r.stderrText.contains("install failed (image write)") && r.stderrText.contains("no '/cmdline.txt'")
+                && r.stderrText.contains("partition boot-b); slot B stays inactive"), "\(r.stderrText)")
+        #expect(try sh(["mtype", "-i", "\(img)@@\(control.start * 512)", "::/autoboot.txt"]).stdoutText == auto0)
+    }
+}
+
+/// The update path end to end, on what CI has (QEMU TCG), for both GRUB boards
+/// (qemu-x86-64 with OVMF, generic-aarch64 with AAVMF on qemu-system-aarch64 -M virt):
+/// the 1.0 image boots slot A; `bundle install` of the 2.0 bundle (the board rebuilt from a
+/// project copy with the version bumped) makes it boot slot B with version 2.0;
+/// installing 1.0 again returns to slot A.
 @Suite(.serialized) struct BundleInstallBootTests {
-    @Test func installedUpdateBootsFromSlotB() throws {
-        guard QemuBootTests.tools() else { return }
-        let f: InstallFixture
-        do { f = try InstallFixture.get() } catch let s as InstallFixture.SkipFixture { print("SKIP: \(s.reason)"); return }
-        let (_, bundle2) = try f.versionTwo()
+    @Test(arguments: ["qemu-x86-64", "generic-aarch64"])
+    func installedUpdateBootsFromSlotB(_ boardID: String) throws {
+        guard QemuBootTests.tools(arch: boardID == "generic-aarch64" ? "aarch64" : "x86_64"),
+              TestEnv.oracle("grub-editenv", package: "grub-common") != nil else { return }
+        let start = Date()
+        let f = try BoardBuild.get(boardID)
+        let bundle2 = try f.versionTwo()
         let tmp = try TempDir("install-boot")
-        let img = try f.copyImage("boot.img")
+        let img = try f.copyImage("install-boot.img")
+        defer { unlink(img) }
+        var boots: [String] = []
         func boot(_ slot: String, _ version: String) throws {
-            var o = BootTest.Options(image: img, arch: "x86_64", logPath: tmp.sub("serial-\(slot)-\(version).log"), workDir: tmp.sub("work-\(slot)-\(version)"))
+            var o = BootTest.Options(image: img, arch: f.board.arch, logPath: tmp.sub("serial-\(slot)-\(version).log"), workDir: tmp.sub("work-\(slot)-\(version)"))
             o.inPlace = true  // the init marks the slot good in this very image
             o.expectSlot = slot
             o.expectVersion = version
             o.timeout = 600
             let r = try BootTest.run(o)
-            print("install boot test (TCG): slot \(r.slot) version \(r.version) after \(String(format: "%.1f", r.seconds)) s; GRUB boots \(r.trace.grubBoots)")
+            boots.append("\(r.slot) \(r.version) \(String(format: "%.1f", r.seconds)) s")
             #expect(r.slot == slot && r.version == version)
             #expect(r.trace.failures.isEmpty, "\(r.trace.failures)")
             #expect(r.trace.grubBoots == [slot])
@@ -507,10 +667,11 @@ private func partitionSHA(_ image: String, _ part: Part) throws -> String {
         try boot("B", "2.0")
         let env = try grubenv(img, scratch: tmp.path)
         #expect(env["ORDER"] == "B A" && env["B_OK"] == "1" && env["B_TRY"] == "0", "after booting B: \(env)")
-        let i2 = try f.install(f.bundleV1, image: img)
+        let i2 = try f.install(f.bundle, image: img)
         #expect(i2.status == 0, "\(i2.stderrText)")
         #expect(i2.stdoutText.contains("slot A is now primary (was booting B)"))
         try boot("A", "1.0")
+        print("install boot test \(boardID) (TCG): boots \(boots.joined(separator: ", ")); \(String(format: "%.1f", Date().timeIntervalSince(start))) s in all (shared builds included)")
     }
 }
 

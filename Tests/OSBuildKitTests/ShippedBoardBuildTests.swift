@@ -23,10 +23,7 @@ import TestSupport
         return Tools(sfdisk: sfdisk, sgdisk: sgdisk, fsckVfat: fsck, e2fsck: e2, mcopy: mcopy, mkimage: mkimage, fwPrintenv: fw)
     }
 
-    static var downloadCache: String {
-        let env = ProcessInfo.processInfo.environment["OSBUILD_DL_CACHE"] ?? ""
-        return env.isEmpty ? TestEnv.repoRoot + "/dl" : env
-    }
+    static var downloadCache: String { BoardBuild.downloadCache }
 
     @discardableResult
     static func osbuild(_ args: [String], env: [String: String] = [:], check: Bool = true) throws -> Subprocess.Result {
@@ -108,13 +105,19 @@ import TestSupport
     /// modules) from the root= of its own cmdline.txt (an MBR PARTUUID, logical partition).
     @Test func genericBoardsBuildAndPassDiskOracles() throws {
         guard let t = Self.tools() else { return }
-        let aarch64 = try TempDir("generic-aarch64")
+        // generic-aarch64 is the shared build the boot and install tests use too.
+        let aarch64 = try BoardBuild.get("generic-aarch64")
         for (board, arch) in [("generic-aarch64", "AA64"), ("generic-x86-64", "X64")] {
-            let tmp = board == "generic-aarch64" ? aarch64 : try TempDir(board)
-            let start = Date()
-            try ShippedBoardBuildTests.osbuild(["make", board, "-O", tmp.sub("out")])
-            print("\(board): built in \(String(format: "%.1f", Date().timeIntervalSince(start))) s")
-            let image = tmp.sub("out/stages/disk/osbuild_\(board)-1.0.img")
+            let tmp = try TempDir(board)
+            let image: String
+            if board == "generic-aarch64" {
+                image = aarch64.image
+            } else {
+                let start = Date()
+                try ShippedBoardBuildTests.osbuild(["make", board, "-O", tmp.sub("out")])
+                print("\(board): built in \(String(format: "%.1f", Date().timeIntervalSince(start))) s")
+                image = tmp.sub("out/stages/disk/osbuild_\(board)-1.0.img")
+            }
             let parts = try Self.checkDisk(image, board: board, tools: t, work: tmp.path, expectGPT: true)
             let boot = try #require(parts["boot"], "\(board): no boot partition")
             let efi = try Self.fatFile(boot, "/EFI/BOOT/BOOT\(arch).EFI", tools: t, work: tmp.path)
@@ -122,11 +125,11 @@ import TestSupport
             #expect(try Self.fatFile(boot, "/grub/grub.cfg", tools: t, work: tmp.path) != nil)
         }
         let start = Date()
-        let r = try ShippedBoardBuildTests.osbuild(["test", "boot", "generic-aarch64", "-O", aarch64.sub("out"), "--no-build", "--accel", "tcg",
-                                                    "--expect-slot", "A", "--timeout", "300"], check: false)
+        let r = try ShippedBoardBuildTests.osbuild(["test", "boot", "generic-aarch64", "-O", aarch64.buildDir, "--no-build", "--accel", "tcg",
+                                                    "--expect-slot", "A", "--timeout", "300"], env: ["OSBUILD_PROJECT": aarch64.project], check: false)
         #expect(r.status == 0, "generic-aarch64 did not boot to the marker:\n\(r.stdoutText)\(r.stderrText)")
         print("generic-aarch64: booted in \(String(format: "%.1f", Date().timeIntervalSince(start))) s")
-        try rpi5BuildsTrybootLayout(t, aarch64Out: aarch64.sub("out"))
+        try rpi5BuildsTrybootLayout(t, aarch64Out: aarch64.buildDir)
     }
 
     @Test func rpi4BuildsWithUBootAndFirmware() throws {
@@ -198,10 +201,9 @@ import TestSupport
 
     func rpi5BuildsTrybootLayout(_ t: Tools, aarch64Out: String) throws {
         let tmp = try TempDir("rpi5")
-        let start = Date()
-        try ShippedBoardBuildTests.osbuild(["make", "rpi5-64", "-O", tmp.sub("out")])
-        print("rpi5-64: built in \(String(format: "%.1f", Date().timeIntervalSince(start))) s")
-        let parts = try Self.checkDisk(tmp.sub("out/stages/disk/osbuild_rpi5-64-1.0.img"), board: "rpi5-64", tools: t, work: tmp.path, expectGPT: false)
+        // The shared build (BundleInstallRpi5Tests installs its bundle into this image).
+        let rpi5 = try BoardBuild.get("rpi5-64")
+        let parts = try Self.checkDisk(rpi5.image, board: "rpi5-64", tools: t, work: tmp.path, expectGPT: false)
         let ctl = try #require(parts["p1"])
         let auto = String(decoding: try #require(try Self.fatFile(ctl, "/autoboot.txt", tools: t, work: tmp.path)), as: UTF8.self)
         #expect(auto.contains("[all]\ntryboot_a_b=1\nboot_partition=2\n[tryboot]\nboot_partition=3\n"), "\(auto)")
@@ -219,20 +221,13 @@ import TestSupport
         // Slot A's rootfs boots from its cmdline.txt's root= (QEMU virt stands in for the Pi).
         let p2 = try #require(parts["p2"])
         let ka = String(decoding: try #require(try Self.fatFile(p2, "/cmdline.txt", tools: t, work: tmp.path)), as: UTF8.self)
-        let cmdline = ka.split(separator: " ").filter { !$0.hasPrefix("console=") }.joined(separator: " ").trimmingCharacters(in: .whitespacesAndNewlines) + " console=ttyAMA0 panic=-1"
-        _ = try Subprocess.run(["cp", "--sparse=always", tmp.sub("out/stages/disk/osbuild_rpi5-64-1.0.img"), tmp.sub("boot.img")])
-        if let qemu = TestEnv.oracle("qemu-system-aarch64", package: "qemu-system-arm") {
-            let boot = try Subprocess.run(["timeout", "300", qemu, "-M", "virt", "-cpu", "cortex-a57", "-m", "1024", "-nographic", "-no-reboot",
-                                           "-kernel", aarch64Out + "/stages/kernel/vmlinuz", "-initrd", aarch64Out + "/stages/initramfs/initramfs.img",
-                                           "-append", cmdline, "-drive", "if=none,file=\(tmp.sub("boot.img")),format=raw,id=d0", "-device", "virtio-blk-pci,drive=d0"],
-                                          check: false)
-            let log = boot.stdoutText
-            #expect(log.contains("root PARTUUID=5a1b2c3d-05 is /dev/vda5") && log.contains("osbuild-boot-ok slot=A version=1.0"),
-                    "rpi5-64 rootfs did not boot (cmdline \(cmdline)):\n\(log.suffix(3000))")
+        if let boot = try Self.bootPiRootfs(image: rpi5.image, cmdline: ka, aarch64Out: aarch64Out, work: tmp.path) {
+            #expect(boot.log.contains("root PARTUUID=5a1b2c3d-05 is /dev/vda5") && boot.log.contains("osbuild-boot-ok slot=A version=1.0"),
+                    "rpi5-64 rootfs did not boot (cmdline \(boot.cmdline)):\n\(boot.log.suffix(3000))")
         }
 
         // The bundle updates the boot class; its hook turns slot A's cmdline.txt into slot B's.
-        let out = tmp.sub("out")
+        let out = rpi5.buildDir
         let mnt = tmp.sub("slot-mount")
         try FileSystem.makeDirectories(mnt)
         try FileSystem.writeAtomically(mnt + "/cmdline.txt", try FileSystem.readFile(out + "/stages/bootloader/boot-a/cmdline.txt"))
@@ -244,5 +239,23 @@ import TestSupport
             #expect(info.status == 0, "rauc info:\n\(info.stderrText)")
             #expect(info.stdoutText.contains("boot.vfat") && info.stdoutText.contains("rootfs.img") && info.stdoutText.contains("post-install"), "\(info.stdoutText)")
         }
+    }
+
+    /// Boots a Pi image's rootfs as its firmware would hand over to the kernel, with QEMU
+    /// virt (TCG) standing in for the Pi: generic-aarch64's kernel and initramfs (the same
+    /// Debian kernel, plus virtio modules) get the slot's cmdline.txt (console= swapped for
+    /// the virt UART), on a scratch copy of the image. Nil when qemu-system-aarch64 is missing.
+    static func bootPiRootfs(image: String, cmdline text: String, aarch64Out: String, work: String) throws -> (log: String, cmdline: String)? {
+        guard let qemu = TestEnv.oracle("qemu-system-aarch64", package: "qemu-system-arm") else { return nil }
+        let cmdline = text.split(separator: " ").filter { !$0.hasPrefix("console=") }.joined(separator: " ").trimmingCharacters(in: .whitespacesAndNewlines)
+            + " console=ttyAMA0 panic=-1"
+        let disk = work + "/pi-boot-\(UInt32.random(in: 0...UInt32.max)).img"
+        defer { unlink(disk) }
+        _ = try Subprocess.run(["cp", "--sparse=always", image, disk])
+        let boot = try Subprocess.run(["timeout", "300", qemu, "-M", "virt", "-accel", "tcg", "-cpu", "cortex-a57", "-m", "1024", "-nographic", "-no-reboot",
+                                       "-kernel", aarch64Out + "/stages/kernel/vmlinuz", "-initrd", aarch64Out + "/stages/initramfs/initramfs.img",
+                                       "-append", cmdline, "-drive", "if=none,file=\(disk),format=raw,id=d0", "-device", "virtio-blk-pci,drive=d0"],
+                                      check: false)
+        return (boot.stdoutText, cmdline)
     }
 }

@@ -48,6 +48,8 @@ public struct InstallReport: Sendable {
     public var targetSlot: String
     public var slotSource: String
     public var images: [Written]
+    /// What the bundle's hooks did, applied natively (OfflineHooks).
+    public var hooks: [String]
     public var checks: [String]
 }
 
@@ -121,7 +123,9 @@ public enum BundleInstaller {
             throw InstallError(.slots, "\(backend.description) boots slot \(booted), which is not one of the slots \(slots.bootnames.joined(separator: ", ")) of \(slots.source)")
         }
 
-        // 4. Plan every image before writing any: target partition exists, fits, in the file.
+        // 4. Plan every image before writing any: target partition exists, fits, in the file;
+        // hooks are osbuild's own (applied natively after writing) or refused.
+        let hooks = try OfflineHooks.plan(manifest: m, bundle: bundle, board: board, reader: options.reader)
         struct Job {
             var image: ManifestImage
             var filename: String
@@ -134,9 +138,6 @@ public enum BundleInstaller {
         for img in m.images where img.variant == nil || !m.images.contains(where: { $0.slotClass == img.slotClass && $0.variant == nil }) {
             if img.variant != nil {
                 throw InstallError(.slots, "\(bundle): [\(img.groupName)] is for variant '\(img.variant ?? "")'; offline install has no system variant (add a default [image.\(img.slotClass)])")
-            }
-            guard img.hooks.isEmpty else {
-                throw InstallError(.slots, "\(bundle): [\(img.groupName)] uses hooks (\(img.hooks.joined(separator: ", "))); offline install runs no hooks")
             }
             guard let filename = img.filename, let size = img.size, let sha = img.sha256 else {
                 throw InstallError(.slots, "\(bundle): [\(img.groupName)] has no filename/size/sha256 to install")
@@ -189,6 +190,13 @@ public enum BundleInstaller {
         }
         var written: [InstallReport.Written] = []
         for i in jobs.indices { written.append(try results.get(i)) }
+        // RAUC runs post-install hooks after each image; nothing reads the slot before the switch.
+        var hookLines: [String] = []
+        for j in jobs {
+            if let line = try hooks.apply(slotClass: j.image.slotClass, bootname: target, partition: j.partition, partitionName: j.partitionName, image: opened) {
+                hookLines.append(line)
+            }
+        }
         try PositionalIO.sync(fd, path: image)
 
         // 7. Switch: only now does the bootloader see the new slot.
@@ -198,7 +206,7 @@ public enum BundleInstaller {
             throw InstallError(.bootloader, "\(backend.description): slot \(target) was made primary but does not read back as the boot slot")
         }
         return InstallReport(bundle: bundle, compatible: m.compatible, version: m.version, bootloader: backend.description,
-                             bootedSlot: booted, targetSlot: target, slotSource: slots.source, images: written,
+                             bootedSlot: booted, targetSlot: target, slotSource: slots.source, images: written, hooks: hookLines,
                              checks: verified.checks + ["compatible", "image sizes", "image checksums"])
     }
 }

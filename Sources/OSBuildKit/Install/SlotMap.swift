@@ -78,6 +78,7 @@ public struct InstallError: UserError {
         case usage = "usage"
         case image = "disk image"
         case slots = "slots"
+        case hooks = "hooks"
         case compatible = "compatible"
         case format = "bundle format"
         case size = "partition size"

@@ -209,9 +209,16 @@ enum TrybootBoot {
         }
     }
 
+    /// The root= argument the hook gives a slot ("" when the slot has no rootfs partition).
+    static func hookRoot(_ slot: SlotPartitions) -> String {
+        slot.root.map { "root=" + $0.rootSpec } ?? ""
+    }
+
     /// RAUC `slot-post-install` hook: the bundle's boot image carries slot A's cmdline.txt;
     /// after RAUC writes it into a boot slot (mounted at RAUC_SLOT_MOUNT_POINT), point
-    /// root= and rauc.slot= at that slot.
+    /// root= and rauc.slot= at that slot. `retargetCmdline` is the same edit, natively,
+    /// for offline installs (OfflineHooks); change both together (a test runs the script
+    /// and compares).
     static func hook(_ slots: [SlotPartitions]) -> String {
         var s = """
             #!/bin/sh
@@ -222,7 +229,7 @@ enum TrybootBoot {
             case "$RAUC_SLOT_BOOTNAME" in
 
             """
-        for sl in slots { s += "  \(sl.name)) root='\(sl.root.map { "root=" + $0.rootSpec } ?? "")' ;;\n" }
+        for sl in slots { s += "  \(sl.name)) root='\(hookRoot(sl))' ;;\n" }
         s += """
               *) echo "osbuild hook: unknown boot slot '$RAUC_SLOT_BOOTNAME'" >&2; exit 1 ;;
             esac
@@ -233,5 +240,30 @@ enum TrybootBoot {
 
             """
         return s
+    }
+
+    /// What the hook's sed and printf do to cmdline.txt, byte for byte: on every line drop
+    /// the first ` *root=[^ ]*`, then the first ` *rauc[.]slot=[^ ]*`, then leading spaces;
+    /// join the lines, drop trailing newlines (the shell's $(...)), and write
+    /// "ROOT rauc.slot=NAME LINES\n".
+    static func retargetCmdline(_ old: [UInt8], root: String, bootname: String) -> [UInt8] {
+        let nl = UInt8(ascii: "\n"), space = UInt8(ascii: " ")
+        func dropFirst(_ line: [UInt8], _ key: [UInt8]) -> [UInt8] {
+            guard line.count >= key.count,
+                  let i = (0...(line.count - key.count)).first(where: { line[$0..<($0 + key.count)].elementsEqual(key) }) else { return line }
+            var start = i
+            while start > 0 && line[start - 1] == space { start -= 1 }
+            var end = i + key.count
+            while end < line.count && line[end] != space { end += 1 }
+            return Array(line[..<start] + line[end...])
+        }
+        var lines = old.split(separator: nl, omittingEmptySubsequences: false).map(Array.init)
+        if old.last == nl { lines.removeLast() }  // no line after the final newline
+        var body = lines.map { line -> [UInt8] in
+            let edited = dropFirst(dropFirst(line, Array("root=".utf8)), Array("rauc.slot=".utf8))
+            return Array(edited.drop { $0 == space })
+        }.joined(separator: [nl]).map { $0 }
+        while body.last == nl { body.removeLast() }
+        return Array("\(root) rauc.slot=\(bootname) ".utf8) + body + [nl]
     }
 }
