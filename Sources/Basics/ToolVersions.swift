@@ -1,6 +1,6 @@
 import Foundation
 
-/// `tool --version` (first line), cached by the tool binary's identity (path, size, mtime,
+/// `tool --version` (first line; `-V` for e2fsprogs), cached by the tool binary's identity (path, size, mtime,
 /// inode), so a no-op build does not spawn one process per tool just to fingerprint it.
 /// The cache file lives next to the downloads (`<cache>/tool-versions`).
 public final class ToolVersions: @unchecked Sendable {
@@ -11,15 +11,20 @@ public final class ToolVersions: @unchecked Sendable {
 
     public init(cacheFile: String) { path = cacheFile }
 
+    /// Tools that do not take `--version` (e2fsprogs prints its version for `-V`, on
+    /// stderr; `mke2fs --version` only says "invalid option").
+    static let versionFlag: [String: String] = ["mke2fs": "-V", "mkfs.ext4": "-V", "e2fsck": "-V", "tune2fs": "-V"]
+
     public func version(of tool: String) -> String {
         guard let exe = Subprocess.which(tool), let st = try? FileSystem.stat(exe) else { return "missing" }
-        let key = "\(exe)\u{1}\(st.size)\u{1}\(st.mtimeSec).\(st.mtimeNsec)\u{1}\(st.inode)"
+        let flag = ToolVersions.versionFlag[FileSystem.basename(tool)] ?? "--version"
+        let key = "\(exe)\u{1}\(flag)\u{1}\(st.size)\u{1}\(st.mtimeSec).\(st.mtimeNsec)\u{1}\(st.inode)"
         lock.lock()
         if entries == nil { entries = load() }
         if let v = entries?[key] { lock.unlock(); return v }
         lock.unlock()
         let v: String
-        if let r = try? Subprocess.run([exe, "--version"], check: false) {
+        if let r = try? Subprocess.run([exe, flag], check: false) {
             let text = r.stdoutText.isEmpty ? r.stderrText : r.stdoutText
             v = text.split(separator: "\n").first.map { $0.trimmingCharacters(in: .whitespaces) } ?? "unknown"
         } else {

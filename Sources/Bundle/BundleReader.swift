@@ -167,7 +167,7 @@ public enum BundleReader {
     static func checkOneImage(_ img: ManifestImage, bundlePath: String,
                               open: (String, (UnsafeRawBufferPointer) throws -> Void) throws -> Void) throws {
         guard let name = img.filename else { return }
-        var h = SHA256()
+        let h = SHA256()
         var size: UInt64 = 0
         do {
             try open(name) { buf in
@@ -187,7 +187,7 @@ public enum BundleReader {
     }
 
     static func sha256(of path: String, length: UInt64) throws -> [UInt8] {
-        var h = SHA256()
+        let h = SHA256()
         try FileReading.forEachChunk(path, length: length) { chunk, _ in h.update(chunk) }
         return h.finalize()
     }

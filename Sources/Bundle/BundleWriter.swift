@@ -129,7 +129,7 @@ public enum BundleWriter {
             }
             return salt
         }
-        var h = SHA256()
+        let h = SHA256()
         h.updateField("osbuild rauc verity salt v1")
         h.update(manifest)
         h.updateField(String(epoch))
@@ -174,7 +174,7 @@ public enum BundleWriter {
     }
 
     static func hashFile(_ path: String, blockIndex: Bool) throws -> (sha: String, size: UInt64, index: [UInt8]?) {
-        var h = SHA256()
+        let h = SHA256()
         var size: UInt64 = 0
         var index: [UInt8]? = blockIndex ? [] : nil
         // Chunks are whole 1 MiB reads except the last, and indexed images are a multiple
@@ -184,7 +184,7 @@ public enum BundleWriter {
             if index != nil {
                 var off = 0
                 while off < chunk.count {
-                    var bh = SHA256()
+                    let bh = SHA256()
                     bh.update(UnsafeRawBufferPointer(rebasing: chunk[off..<min(off + 4096, chunk.count)]))
                     index?.append(contentsOf: bh.finalize())
                     off += 4096

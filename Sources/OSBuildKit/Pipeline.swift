@@ -43,9 +43,10 @@ public struct StageKind: Sendable {
 }
 
 public enum Pipeline {
-    /// Implementation version folded into every fingerprint: bump to invalidate caches
-    /// when a stage's output format changes.
-    public static let implementationVersion = "1"
+    /// The code that makes every output, folded into every fingerprint as a tool: a
+    /// different osbuild binary may write different bytes from the same inputs, so an
+    /// upgrade (or a rebuild of osbuild with changed code) reruns the stages once.
+    public static let implementationIdentity = "\(OSBuildVersion.string) (build \(ExecutableIdentity.buildID.prefix(16)))"
 
     public static let table: [StageKind] = [
         KernelConfigStage.kind,
@@ -69,7 +70,7 @@ public enum Pipeline {
             var s = try kind.make(ctx)
             // Optional upstream stages (e.g. kernel-config for prebuilt kernels) drop out.
             s.dependencies = s.dependencies.filter(present.contains)
-            s.inputs.extra["osbuild.stage-version"] = implementationVersion
+            s.inputs.tools["osbuild"] = implementationIdentity
             return s
         }
     }

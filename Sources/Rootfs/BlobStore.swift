@@ -72,7 +72,7 @@ public final class BlobStore {
         let writer = try AsyncFileWriter(path: tmp)
         var ok = false
         defer { if !ok { unlink(tmp) } }
-        var hash = SHA256()
+        let hash = SHA256()
         var total: UInt64 = 0
         if !prefix.isEmpty {
             hash.update(prefix)

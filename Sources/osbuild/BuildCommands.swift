@@ -201,7 +201,7 @@ struct Clean: ParsableCommand {
 
     func run() throws {
         try runReportingErrors {
-            let (board, runner) = try target.runner()
+            let (_, runner) = try target.runner()
             try runner.clean(stage: stage)
             Console.shared.line("cleaned \(stage.map { "stage \($0) of " } ?? "")\(runner.buildDir.root)")
         }

@@ -1,4 +1,5 @@
 import Basics
+import Foundation
 import Testing
 import TestSupport
 
@@ -36,5 +37,38 @@ import TestSupport
         #expect(FileSystem.normalize("/a/./b/../c//d") == "/a/c/d")
         #expect(FileSystem.normalize("/../x") == "/x")
         #expect(FileSystem.normalize("a/../../b") == "../b")
+    }
+}
+
+@Suite struct ExecutableIdentityTests {
+    /// The build ID we read from memory must be the one binutils reads from the file.
+    @Test func buildIDMatchesReadelf() throws {
+        guard let readelf = TestEnv.oracle("readelf", package: "binutils") else { return }
+        let exe = try FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")
+        let out = try Subprocess.run([readelf, "-n", exe]).stdoutText
+        let line = out.split(separator: "\n").first { $0.contains("Build ID:") }
+        let expected = try #require(line).split(separator: ":").last.map { $0.trimmingCharacters(in: .whitespaces) }
+        #expect(ExecutableIdentity.buildID == expected)
+        #expect(ExecutableIdentity.buildID.count >= 16)
+    }
+}
+
+@Suite struct ToolVersionsTests {
+    /// The recorded version is what the tool itself reports: e2fsprogs answers `-V`
+    /// (not `--version`), other tools `--version`. A probe that records the tool's
+    /// usage error would never change when the tool is upgraded.
+    @Test func probesRealVersions() throws {
+        guard TestEnv.oracle("mke2fs", package: "e2fsprogs") != nil,
+              TestEnv.oracle("mkfs.fat", package: "dosfstools") != nil else { return }
+        let tmp = try TempDir("toolversions")
+        let tools = ToolVersions(cacheFile: tmp.sub("cache"))
+        let mke2fs = tools.version(of: "mke2fs")
+        #expect(mke2fs.range(of: #"^mke2fs \d+\.\d+"#, options: .regularExpression) != nil, "\(mke2fs)")
+        let fat = tools.version(of: "mkfs.fat")
+        #expect(fat.range(of: #"^mkfs\.fat \d+\.\d+"#, options: .regularExpression) != nil, "\(fat)")
+        #expect(tools.version(of: "no-such-tool-osbuild") == "missing")
+        // Cached across instances by the binary's identity.
+        tools.save()
+        #expect(ToolVersions(cacheFile: tmp.sub("cache")).version(of: "mke2fs") == mke2fs)
     }
 }

@@ -13,7 +13,12 @@ import TestSupport
         for b in boards {
             let stages = try Pipeline.stages(for: b, project: project, buildDir: project.buildDirectory(board: b.id, override: "/tmp/unused"))
             #expect(stages.contains { $0.name == "rootfs" }, "board \(b.id)")
+            // osbuild's own code makes every output: a different binary must rerun them.
+            for s in stages {
+                #expect(s.inputs.tools["osbuild"] == Pipeline.implementationIdentity, "board \(b.id) stage \(s.name)")
+            }
         }
+        #expect(Pipeline.implementationIdentity.contains(String(ExecutableIdentity.buildID.prefix(16))))
     }
 }
 
