@@ -39,7 +39,10 @@ public struct UBootEnvironment: Sendable, Equatable {
         }
     }
 
-    var headerSize: Int { redundant ? 5 : 4 }
+    /// The little-endian CRC32 that starts every copy; the redundant layout's flags byte follows it.
+    public static let crcSize = 4
+    public static func headerSize(redundant: Bool) -> Int { redundant ? crcSize + 1 : crcSize }
+    var headerSize: Int { Self.headerSize(redundant: redundant) }
 
     /// The image of exactly `size` bytes (U-Boot's CONFIG_ENV_SIZE), padded with `padding`
     /// (0xff like mkenvimage, the erased-flash value).
@@ -66,7 +69,7 @@ public struct UBootEnvironment: Sendable, Equatable {
 
     /// Parses one environment copy of `bytes.count` bytes; the CRC must match.
     public static func parse(_ bytes: [UInt8], redundant: Bool = false) throws -> UBootEnvironment {
-        let header = redundant ? 5 : 4
+        let header = headerSize(redundant: redundant)
         guard bytes.count > header + 1 else { throw MessageError("U-Boot environment of \(bytes.count) bytes is too small") }
         let stored = UInt32(bytes[0]) | UInt32(bytes[1]) << 8 | UInt32(bytes[2]) << 16 | UInt32(bytes[3]) << 24
         let data = bytes[header...]
@@ -85,7 +88,7 @@ public struct UBootEnvironment: Sendable, Equatable {
             vars.append(Variable(String(decoding: entry[..<eq], as: UTF8.self), String(decoding: entry[(eq + 1)...], as: UTF8.self)))
             i = end + 1
         }
-        return UBootEnvironment(vars, redundant: redundant, flags: redundant ? bytes[4] : 1)
+        return UBootEnvironment(vars, redundant: redundant, flags: redundant ? bytes[crcSize] : 1)
     }
 
     /// Of two redundant copies, the one U-Boot uses: both valid -> the newer flags counter

@@ -46,10 +46,15 @@ public struct UBootABScript: Sendable, Equatable {
     }
 
     public static let variables = ["BOOT_ORDER", "BOOT_A_LEFT", "BOOT_B_LEFT"]
+    /// RAUC's U-Boot variables: the slots by preference, and the attempts a slot has left.
+    public static let orderVariable = "BOOT_ORDER"
+    public static func leftVariable(_ slot: String) -> String { "BOOT_\(slot)_LEFT" }
+    /// Where the rootfs keeps libubootenv's configuration (fw_printenv, fw_setenv, mark-good).
+    public static let fwEnvConfigPath = "/etc/fw_env.config"
 
     /// The environment the bootstate partition starts with: slot A first, full attempts.
     public func initialEnvironment() -> UBootEnvironment {
-        UBootEnvironment([("BOOT_ORDER", slots.map(\.name).joined(separator: " "))] + slots.map { ("BOOT_\($0.name)_LEFT", String(tries)) })
+        UBootEnvironment([(Self.orderVariable, slots.map(\.name).joined(separator: " "))] + slots.map { (Self.leftVariable($0.name), String(tries)) })
     }
 
     public func render() throws -> String {

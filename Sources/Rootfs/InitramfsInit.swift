@@ -24,6 +24,48 @@ public enum InitramfsInit {
     /// Where busybox lives in the initramfs (the script's interpreter).
     public static let busybox = "/bin/busybox"
 
+    /// `find_root SPEC`: prints the device node for PARTLABEL=NAME (GPT), PARTUUID=SSSSSSSS-NN
+    /// (MBR) or /dev/NODE once it exists (status 1: not yet, 2: unsupported spec). Needs
+    /// od, tr, basename, dirname, readlink as commands; the rootfs scripts that find a
+    /// partition without udev (mark-good) reuse it.
+    public static let findPartitionFunction = """
+        # Prints the device node for PARTLABEL=NAME (GPT), PARTUUID=SSSSSSSS-NN (MBR) or
+        # /dev/NODE once it exists.
+        find_root() {
+          case "$1" in
+            PARTLABEL=*)
+              want=${1#PARTLABEL=}
+              for u in /sys/class/block/*/uevent; do
+                [ -e "$u" ] || continue
+                name=""; dev=""
+                while IFS== read -r k v; do
+                  case "$k" in PARTNAME) name=$v ;; DEVNAME) dev=$v ;; esac
+                done < "$u"
+                if [ "$name" = "$want" ] && [ -n "$dev" ] && [ -b "/dev/$dev" ]; then echo "/dev/$dev"; return 0; fi
+              done
+              return 1 ;;
+            PARTUUID=*)
+              # MBR disks (no names): <disk signature>-<partition number>, as Linux
+              # spells it: the little-endian u32 at byte 440 in hex, the number in hex.
+              want=$(echo "${1#PARTUUID=}" | tr 'A-F' 'a-f')
+              for u in /sys/class/block/*/uevent; do
+                [ -e "$u" ] || continue
+                n=""; dev=""
+                while IFS== read -r k v; do
+                  case "$k" in PARTN) n=$v ;; DEVNAME) dev=$v ;; esac
+                done < "$u"
+                [ -n "$n" ] && [ -n "$dev" ] && [ -b "/dev/$dev" ] || continue
+                disk=$(basename "$(dirname "$(readlink -f "${u%/uevent}")")")
+                sig=$(od -A n -t x4 -j 440 -N 4 "/dev/$disk" 2>/dev/null | tr -d ' \n')
+                if [ "$(printf '%s-%02x' "$sig" "$n")" = "$want" ]; then echo "/dev/$dev"; return 0; fi
+              done
+              return 1 ;;
+            /dev/*) [ -b "$1" ] && echo "$1" ;;
+            *) return 2 ;;
+          esac
+        }
+        """
+
     /// The script; `modules` are paths relative to `/lib/modules/<kernelVersion>` in load
     /// order (dependencies first), as `KernelModules.resolve` returns them.
     public static func script(modules: [String], kernelVersion: String, options: Options) throws -> String {
@@ -86,41 +128,7 @@ public enum InitramfsInit {
             done
             [ -n "$root" ] || fail "no root= on the kernel command line: $(cat /proc/cmdline)"
 
-            # Prints the device node for PARTLABEL=NAME (GPT), PARTUUID=SSSSSSSS-NN (MBR) or
-            # /dev/NODE once it exists.
-            find_root() {
-              case "$1" in
-                PARTLABEL=*)
-                  want=${1#PARTLABEL=}
-                  for u in /sys/class/block/*/uevent; do
-                    [ -e "$u" ] || continue
-                    name=""; dev=""
-                    while IFS== read -r k v; do
-                      case "$k" in PARTNAME) name=$v ;; DEVNAME) dev=$v ;; esac
-                    done < "$u"
-                    if [ "$name" = "$want" ] && [ -n "$dev" ] && [ -b "/dev/$dev" ]; then echo "/dev/$dev"; return 0; fi
-                  done
-                  return 1 ;;
-                PARTUUID=*)
-                  # MBR disks (no names): <disk signature>-<partition number>, as Linux
-                  # spells it: the little-endian u32 at byte 440 in hex, the number in hex.
-                  want=$(echo "${1#PARTUUID=}" | tr 'A-F' 'a-f')
-                  for u in /sys/class/block/*/uevent; do
-                    [ -e "$u" ] || continue
-                    n=""; dev=""
-                    while IFS== read -r k v; do
-                      case "$k" in PARTN) n=$v ;; DEVNAME) dev=$v ;; esac
-                    done < "$u"
-                    [ -n "$n" ] && [ -n "$dev" ] && [ -b "/dev/$dev" ] || continue
-                    disk=$(basename "$(dirname "$(readlink -f "${u%/uevent}")")")
-                    sig=$(od -A n -t x4 -j 440 -N 4 "/dev/$disk" 2>/dev/null | tr -d ' \n')
-                    if [ "$(printf '%s-%02x' "$sig" "$n")" = "$want" ]; then echo "/dev/$dev"; return 0; fi
-                  done
-                  return 1 ;;
-                /dev/*) [ -b "$1" ] && echo "$1" ;;
-                *) return 2 ;;
-              esac
-            }
+            \(findPartitionFunction)
             msg "waiting up to ${wait} s for root=$root (slot ${slot:-?})"
             ticks=$((wait * 4)); dev=""
             while :; do

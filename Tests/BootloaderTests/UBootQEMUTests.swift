@@ -122,4 +122,26 @@ import TestSupport
         let log = try FileSystem.readText(dir.sub("serial.log"))
         #expect(log.contains("osbuild: booting slot B failed"))
     }
+
+    /// Linux runs our mark-good (the rootfs's script, with Debian's busybox-static, on the
+    /// bootstate partition inside the disk image) after every boot: U-Boot keeps choosing
+    /// slot A with its counter refilled, where without it the third boot falls back to B.
+    @Test func markGoodFromLinuxKeepsTheBootedSlot() throws {
+        guard let t = Self.tools(), let bb = TestEnv.oracle("busybox", package: "busybox-static") else { return }
+        let dir = try TempDir("uboot-qemu-markgood")
+        let ab = Self.script()
+        let disk = try Self.makeDisk(dir, script: ab, t: t)
+        let script = try dir.write("mark-good", try MarkGoodScript.uboot(ab, partitionFinder: "find_root() { return 1; }"))
+        let conf = try dir.write("fw_env.linux", "\(disk) 0x\(String(30720 * 512, radix: 16)) 0x\(String(Self.envSize, radix: 16))\n")
+        var seen: [String] = []
+        for i in 1...4 {
+            let lines = try Self.boot(disk, t: t, log: dir.sub("serial\(i).log"))
+            let before = try Self.state(dir, disk: disk, t: t)
+            let r = try Subprocess.run([bb, "sh", script, "A"], environment: ["OSBUILD_FW_ENV_CONFIG": conf, "OSBUILD_BUSYBOX": bb], check: false)
+            #expect(r.status == 0, "\(r.stdoutText)")
+            let after = try Self.state(dir, disk: disk, t: t)
+            seen.append((lines.first ?? "(no osbuild line)") + " | A=\(before["BOOT_A_LEFT"] ?? "-") -> \(after["BOOT_A_LEFT"] ?? "-") B=\(after["BOOT_B_LEFT"] ?? "-")")
+        }
+        #expect(seen == Array(repeating: "osbuild: slot A, 1 attempts left | A=1 -> 2 B=2", count: 4), "serial logs in \(dir.path)")
+    }
 }

@@ -181,6 +181,8 @@ import TestSupport
             #expect(try FileSystem.readText(tmp.sub("rootfs/etc/rauc/system.conf")).contains("bootloader=uboot\n"))
         }
 
+        try markGoodFromLinux(image: image, bootstate: bs, tools: t, tmp: tmp)
+
         // Reproducible: the bootloader stage rebuilt from scratch gives the same image.
         try ShippedBoardBuildTests.osbuild(["clean", "rpi4-64", "-O", out, "--stage", "bootloader"])
         try ShippedBoardBuildTests.osbuild(["make", "rpi4-64", "-O", out], env: ["OSBUILD_RPI_FIRMWARE": fw])
@@ -224,6 +226,15 @@ import TestSupport
         if let boot = try Self.bootPiRootfs(image: rpi5.image, cmdline: ka, aarch64Out: aarch64Out, work: tmp.path) {
             #expect(boot.log.contains("root PARTUUID=5a1b2c3d-05 is /dev/vda5") && boot.log.contains("osbuild-boot-ok slot=A version=1.0"),
                     "rpi5-64 rootfs did not boot (cmdline \(boot.cmdline)):\n\(boot.log.suffix(3000))")
+            // No Pi firmware in QEMU: no /chosen/bootloader/tryboot, so nothing to commit.
+            #expect(boot.log.contains("osbuild-mark-good: no /proc/device-tree/chosen/bootloader/tryboot: not started by the Raspberry Pi firmware"), "\(boot.log.suffix(2000))")
+            // A scratch copy: the shared image is also the install tests' starting point.
+            let scratch = tmp.sub("boot.img")
+            _ = try Subprocess.run(["cp", "--sparse=always", rpi5.image, scratch])
+            if let qemu = TestEnv.oracle("qemu-system-aarch64", package: "qemu-system-arm") {
+                try trybootCommitFromLinux(qemu: qemu, image: scratch, buildDir: rpi5.buildDir, control: try #require(parts["p1"]), cmdline: boot.cmdline,
+                                           aarch64Out: aarch64Out, tmp: tmp)
+            }
         }
 
         // The bundle updates the boot class; its hook turns slot A's cmdline.txt into slot B's.
@@ -257,5 +268,66 @@ import TestSupport
                                        "-append", cmdline, "-drive", "if=none,file=\(disk),format=raw,id=d0", "-device", "virtio-blk-pci,drive=d0"],
                                       check: false)
         return (boot.stdoutText, cmdline)
+    }
+
+    /// The tryboot branch under a real kernel: QEMU virt's own device tree plus the
+    /// firmware's /chosen/bootloader properties (tryboot = 1, partition = 2), autoboot.txt
+    /// set to "B default, A tried" as `reboot "0 tryboot"` would leave it; the rootfs's
+    /// mark-good finds the boot-control partition by PARTUUID, commits slot A, and
+    /// fsck.vfat + mtools read the result.
+    func trybootCommitFromLinux(qemu: String, image: String, buildDir: String, control: Part, cmdline: String, aarch64Out: String, tmp: TempDir) throws {
+        guard let fdtput = TestEnv.oracle("fdtput", package: "device-tree-compiler"), let mtype = TestEnv.oracle("mtype", package: "mtools"),
+              let fsck = TestEnv.oracle("fsck.vfat", package: "dosfstools") else { return }
+        let fat = "\(image)@@\(control.start)"
+        let tried = tmp.sub("autoboot.tried")
+        // The exact text osbuild writes with B as the default (a hand-written one is refused).
+        let bText = try FileSystem.readText(buildDir + "/stages/bootloader/autoboot.txt")
+            .replacingOccurrences(of: "boot_partition=2\n[tryboot]\nboot_partition=3", with: "boot_partition=3\n[tryboot]\nboot_partition=2")
+        try FileSystem.writeAtomically(tried, bText)
+        _ = try Subprocess.run(["mcopy", "-o", "-i", fat, tried, "::/autoboot.txt"])
+        let dtb = tmp.sub("virt.dtb")
+        let vm = ["-M", "virt", "-cpu", "cortex-a57", "-m", "1024", "-nographic", "-no-reboot"]
+        _ = try Subprocess.run(["timeout", "60", qemu] + vm.map { $0 == "virt" ? "virt,dumpdtb=\(dtb)" : $0 }, check: false)
+        _ = try Subprocess.run([fdtput, "-c", dtb, "/chosen/bootloader"])
+        _ = try Subprocess.run([fdtput, "-t", "u", dtb, "/chosen/bootloader", "tryboot", "1"])
+        _ = try Subprocess.run([fdtput, "-t", "u", dtb, "/chosen/bootloader", "partition", "2"])
+        let boot = try Subprocess.run(["timeout", "300", qemu] + vm + ["-dtb", dtb,
+                                       "-kernel", aarch64Out + "/stages/kernel/vmlinuz", "-initrd", aarch64Out + "/stages/initramfs/initramfs.img",
+                                       "-append", cmdline, "-drive", "if=none,file=\(image),format=raw,id=d0", "-device", "virtio-blk-pci,drive=d0"], check: false)
+        let log = boot.stdoutText
+        #expect(log.contains("osbuild-mark-good: slot A committed: autoboot.txt boots partition 2 by default (tryboot: 3)") && log.contains("osbuild-boot-ok slot=A"),
+                "tryboot commit:\n\(log.suffix(3000))")
+        let after = try Subprocess.run([mtype, "-i", fat, "::/autoboot.txt"]).stdoutText
+        #expect(after == (try FileSystem.readText(buildDir + "/stages/bootloader/autoboot.txt")), "\(after)")
+        _ = try Subprocess.run(["dd", "if=" + image, "of=" + tmp.sub("p1.after"), "bs=1M", "skip=\(control.start)", "count=\(control.size)",
+                                "iflag=skip_bytes,count_bytes", "status=none"])
+        let r = try Subprocess.run([fsck, "-n", tmp.sub("p1.after")], check: false)
+        #expect(r.status == 0, "fsck.vfat -n boot-control after the commit:\n\(r.stdoutText)")
+    }
+
+    /// rpi4-64's rootfs under a real kernel marks slot A good: U-Boot has taken one attempt
+    /// (BOOT_A_LEFT=2, set with fw_setenv), the slot A rootfs boots under QEMU virt with
+    /// generic-aarch64's kernel and initramfs (same Debian kernel, virtio modules) from
+    /// root=PARTLABEL=system0, its mark-good finds /dev/disk/by-partlabel/bootstate through
+    /// sysfs and refills the counter; fw_printenv reads the partition afterwards.
+    func markGoodFromLinux(image: String, bootstate bs: Part, tools t: Tools, tmp: TempDir) throws {
+        guard let qemu = TestEnv.oracle("qemu-system-aarch64", package: "qemu-system-arm"),
+              let setenv = TestEnv.oracle("fw_setenv", package: "libubootenv-tool") else { return }
+        let astages = try BoardBuild.get("generic-aarch64").buildDir + "/stages"
+        let disk = tmp.sub("linux.img")
+        _ = try Subprocess.run(["cp", "--sparse=always", image, disk])
+        let conf = try tmp.write("fw_env.part", "\(bs.file) 0x0 0x4000\n")
+        _ = try Subprocess.run([setenv, "-c", conf, "BOOT_A_LEFT", "2"])
+        _ = try Subprocess.run(["dd", "if=" + bs.file, "of=" + disk, "bs=1M", "seek=\(bs.start)", "oflag=seek_bytes", "conv=notrunc", "status=none"])
+        let boot = try Subprocess.run(["timeout", "300", qemu, "-M", "virt", "-cpu", "cortex-a57", "-m", "1024", "-nographic", "-no-reboot",
+                                       "-kernel", astages + "/kernel/vmlinuz", "-initrd", astages + "/initramfs/initramfs.img",
+                                       "-append", "root=PARTLABEL=system0 rauc.slot=A ro console=ttyAMA0 panic=-1",
+                                       "-drive", "if=none,file=\(disk),format=raw,id=d0", "-device", "virtio-blk-pci,drive=d0"], check: false)
+        let log = boot.stdoutText
+        #expect(log.contains("osbuild-mark-good: slot A marked good (BOOT_A_LEFT=3, was 2") && log.contains("osbuild-boot-ok slot=A"),
+                "rpi4-64 mark-good under Linux:\n\(log.suffix(3000))")
+        _ = try Subprocess.run(["dd", "if=" + disk, "of=" + bs.file, "bs=1M", "skip=\(bs.start)", "count=\(bs.size)", "iflag=skip_bytes,count_bytes", "status=none"])
+        let env = try Subprocess.run([t.fwPrintenv, "-c", conf]).stdoutText
+        #expect(env.contains("BOOT_ORDER=A B\n") && env.contains("BOOT_A_LEFT=3\n") && env.contains("BOOT_B_LEFT=3\n"), "\(env)")
     }
 }

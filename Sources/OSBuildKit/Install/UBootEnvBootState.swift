@@ -51,10 +51,10 @@ struct UBootEnvBootState: BootStateBackend {
     }
 
     func order(_ env: UBootEnvironment) -> [String] {
-        (env["BOOT_ORDER"] ?? "").split(separator: " ").map(String.init)
+        (env[UBootABScript.orderVariable] ?? "").split(separator: " ").map(String.init)
     }
 
-    func left(_ env: UBootEnvironment, _ slot: String) -> Int { Int(env["BOOT_\(slot)_LEFT"] ?? "") ?? 0 }
+    func left(_ env: UBootEnvironment, _ slot: String) -> Int { Int(env[UBootABScript.leftVariable(slot)] ?? "") ?? 0 }
 
     func bootSlot() throws -> String {
         let env = try load()
@@ -71,15 +71,15 @@ struct UBootEnvBootState: BootStateBackend {
 
     func markBad(_ slot: String) throws {
         var env = try load()
-        env["BOOT_ORDER"] = order(env).filter { $0 != slot }.joined(separator: " ")
-        env["BOOT_\(slot)_LEFT"] = "0"
+        env[UBootABScript.orderVariable] = order(env).filter { $0 != slot }.joined(separator: " ")
+        env[UBootABScript.leftVariable(slot)] = "0"
         try store(env)
     }
 
     func makePrimary(_ slot: String) throws {
         var env = try load()
-        env["BOOT_ORDER"] = ([slot] + order(env).filter { $0 != slot }).joined(separator: " ")
-        env["BOOT_\(slot)_LEFT"] = String(tries)
+        env[UBootABScript.orderVariable] = ([slot] + order(env).filter { $0 != slot }).joined(separator: " ")
+        env[UBootABScript.leftVariable(slot)] = String(tries)
         try store(env)
     }
 }

@@ -117,6 +117,11 @@ enum UBootBoot {
                              kernelGzip: kernelGzip, cmdline: b.string("kernel.cmdline") ?? "")
     }
 
+    /// The rootfs's mark-good script: BOOT_<slot>_LEFT back to `tries` (MarkGoodScript.uboot).
+    static func markGoodScript(board b: Board) throws -> String {
+        try MarkGoodScript.uboot(try script(board: b, kernelGzip: false), partitionFinder: InitramfsInit.findPartitionFunction)
+    }
+
     static func stage(_ ctx: PipelineContext) throws -> Stage {
         let b = ctx.board
         guard b.arch == "aarch64" else { throw MessageError("\(b.file): bootloader.kind = \"uboot\" is implemented for Raspberry Pi arm64 boards (arch aarch64), not \(b.arch)", exitCode: ExitStatus.usage) }
@@ -171,6 +176,26 @@ enum TrybootBoot {
             }
             return SlotPartitions(name: s, boot: boot, root: parts.slot(s, ["system", "rootfs"]))
         }
+    }
+
+    /// The FAT partition that carries autoboot.txt (a `files` entry with destination
+    /// /autoboot.txt; else the one named boot-control).
+    static func controlPartition(board b: Board) throws -> BoardPartitions.Entry {
+        let parts = try BoardPartitions(board: b)
+        let recs = b.records("disk.partition")
+        let byFiles = parts.entries.first { e in
+            (recs[e.index]["files"]?.list ?? []).contains { $0.hasSuffix(":/autoboot.txt") || $0.hasSuffix(":autoboot.txt") }
+        }
+        guard let e = byFiles ?? parts.named("boot-control") else {
+            throw MessageError("\(b.file): tryboot A/B needs a FAT partition holding autoboot.txt (files = [\"stage:bootloader/autoboot.txt:/autoboot.txt\"]) or named boot-control", exitCode: ExitStatus.usage)
+        }
+        return e
+    }
+
+    /// The rootfs's mark-good script: commits a tryboot into autoboot.txt (MarkGoodScript.tryboot).
+    static func markGoodScript(board b: Board) throws -> String {
+        try MarkGoodScript.tryboot(slots: try slots(board: b).map { ($0.name, $0.boot.number) }, controlPartition: try controlPartition(board: b).rootSpec,
+                                   partitionFinder: InitramfsInit.findPartitionFunction)
     }
 
     static func stage(_ ctx: PipelineContext) throws -> Stage {

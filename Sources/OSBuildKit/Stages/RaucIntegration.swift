@@ -56,7 +56,17 @@ enum RaucIntegration {
         try tree.insert("/etc/rauc/keyring.pem", .file(.bytes(Array(keyring.utf8)), mtime: mtime))
         // RAUC's U-Boot backend reads and writes the slot variables with fw_printenv/fw_setenv.
         if b.string("bootloader.kind") == "uboot", let env = try UBootBoot.envPartition(board: b) {
-            try tree.insert("/etc/fw_env.config", .file(.bytes(Array(UBootABScript.fwEnvConfig(device: env.devicePath, size: UBootBoot.envSize).utf8)), mtime: mtime))
+            try tree.insert(UBootABScript.fwEnvConfigPath, .file(.bytes(Array(UBootABScript.fwEnvConfig(device: env.devicePath, size: UBootBoot.envSize).utf8)), mtime: mtime))
+        }
+        // What the booted system runs to make its slot permanent (overlay/sbin/init calls it).
+        let markGood: String?
+        switch b.string("bootloader.kind") {
+        case "uboot": markGood = try UBootBoot.markGoodScript(board: b)
+        case "tryboot": markGood = try TrybootBoot.markGoodScript(board: b)
+        default: markGood = nil
+        }
+        if let script = markGood {
+            try tree.insert(MarkGoodScript.installPath, .file(.bytes(Array(script.utf8)), permissions: 0o755, mtime: mtime), createParents: true, parentTemplate: dir)
         }
     }
 }

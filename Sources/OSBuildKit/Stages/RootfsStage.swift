@@ -22,7 +22,7 @@ enum RootfsStage {
             }
             for case .writeFile(_, .file(let p), _, _, _) in spec.actions { paths.append(p) }
             paths += [ctx.board.string("bundle.cert")].compactMap { $0.map(ctx.board.resolvePath) }
-            let inputs = StageInputs(paths: paths, keys: ctx.keys(["rootfs.*", "os.*", "arch", "bootloader.kind", "disk.partition", "bundle.*"]),
+            let inputs = StageInputs(paths: paths, keys: ctx.keys(["rootfs.*", "os.*", "arch", "bootloader.kind", "bootloader.tries", "disk.partition", "disk.table", "disk.id", "bundle.*"]),
                                      extra: ["SOURCE_DATE_EPOCH": String(ctx.epoch)])
             let keysDir = ctx.project.root + "/keys"
             let board = ctx.board
