@@ -43,7 +43,7 @@ public protocol PayloadImageReader: Sendable {
 }
 
 public let defaultPayloadWriter: any PayloadImageWriter = NativeSquashFSPayloadWriter()
-public let defaultPayloadReader: any PayloadImageReader = UnsquashfsPayloadReader()
+public let defaultPayloadReader: any PayloadImageReader = NativeSquashFSPayloadReader()
 
 /// The payload written by osbuild's own SquashFS writer, with rauc's settings: root-owned
 /// entries, no xattrs, root mode 0755, gzip and 128 KiB blocks unless `-comp X` / `-b N`
@@ -153,8 +153,31 @@ public struct MksquashfsPayloadWriter: PayloadImageWriter {
     }
 }
 
-/// Current payload reader: unsquashfs (reads the image from the bundle file itself; data
-/// after the SquashFS is ignored by unsquashfs).
+/// The payload read by osbuild's own SquashFS reader, straight from the bundle file (the
+/// signature after the SquashFS is beyond its `bytes_used`): no squashfs-tools needed to
+/// inspect, extract or install a bundle. Files stream one block at a time.
+public struct NativeSquashFSPayloadReader: PayloadImageReader {
+    public init() {}
+
+    public func stream(image: String, file name: String, sink: (UnsafeRawBufferPointer) throws -> Void) throws {
+        let fs = try SquashFSImage(path: image)
+        let entry: SquashFSImage.Entry
+        do { entry = try fs.lookup(name) } catch let e as SquashFSError {
+            throw BundleError(.payload, path: image, "cannot read '\(name)' from the payload SquashFS: \(e.message)")
+        }
+        guard entry.kind == .file else {
+            throw BundleError(.payload, path: image, "'\(name)' in the payload SquashFS is not a regular file")
+        }
+        try fs.stream(entry, sink: sink)
+    }
+
+    public func extractAll(image: String, to directory: String) throws {
+        try SquashFSImage(path: image).extractAll(to: directory)
+    }
+}
+
+/// The former payload reader, kept for comparison: unsquashfs (reads the image from the
+/// bundle file itself; data after the SquashFS is ignored by unsquashfs).
 public struct UnsquashfsPayloadReader: PayloadImageReader {
     public init() {}
 
