@@ -555,22 +555,21 @@ private struct ImageBuilder {
         default:
             source = job.source
         }
-        let reader = try ContentReader(source)
-        let bytes = try reader.readAll()
-        guard let compressor else { return .raw(bytes) }
+        guard let compressor else { return .raw(try ContentReader(source).readAll()) }
+        let bytes = try compressor.read(source)
+        // Output never exceeds the input's blocks plus one (plain extents are whole blocks).
         var data: [UInt8] = []
+        data.reserveCapacity(roundUp(job.length, EROFSFormat.blockSize) + EROFSFormat.blockSize)
         var tail: [UInt8] = []
         let indexEnd = ImageBuilder.compressedRecordSize(base: job.inodeBase, fileSize: job.fileSize, inline: 0, full: job.fullIndex)
         let budget = job.ztailpacking && job.last ? EROFSFormat.blockSize - indexEnd % EROFSFormat.blockSize : 0
-        let ex = try bytes.withUnsafeBytes {
-            try compressSegment($0, segmentStart: job.start, fileSize: job.fileSize, pclusterSize: pclusterSize,
-                                maxExtentInput: maxExtentInput, compressor: compressor, out: &data,
-                                tailBudget: budget, inlineTail: &tail)
-        }
+        let ex = try compressSegment(bytes, segmentStart: job.start, fileSize: job.fileSize, pclusterSize: pclusterSize,
+                                     maxExtentInput: maxExtentInput, compressor: compressor, out: &data,
+                                     tailBudget: budget, inlineTail: &tail)
         if job.first && job.last {
             // A whole file: keep it compressed only if that takes less space.
             let blocks = ex.reduce(0) { $0 + $1.blocks }
-            if !ImageBuilder.compressionPays(job: job, blocks: blocks, inline: tail.count) { return .raw(bytes) }
+            if !ImageBuilder.compressionPays(job: job, blocks: blocks, inline: tail.count) { return .raw(Array(bytes)) }
         }
         return .compressed(ex, data, tail: tail)
     }

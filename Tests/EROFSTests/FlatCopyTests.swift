@@ -122,6 +122,20 @@ import Glibc
             }
             #expect(!FileSystem.exists(out))
         }
+        // The compressing path reads into a reused buffer: the same checks apply.
+        for (recorded, actual) in [(5000, 4000), (5000, 6000), ((8 << 20) + 10, (8 << 20) + 5)] where mode == .kernel {
+            let p = tmp.sub("changing")
+            try FileSystem.writeAtomically(p, FlatCopyTests.bytes(actual, seed: 5))
+            var tree = FSTree()
+            try tree.insert("/x", .file(.hostFile(path: p, size: UInt64(recorded))))
+            do {
+                try EROFSWriter(.init(compression: .lz4, pclusterSize: 4096)).write(tree: tree, to: out)
+                Issue.record("lz4 \(recorded) -> \(actual) bytes: no error")
+            } catch {
+                #expect("\(error)".contains(p) && "\(error)".contains("changed size"), "lz4 \(recorded) -> \(actual) bytes: \(error)")
+            }
+            #expect(!FileSystem.exists(out))
+        }
         // A range that runs past the end of its container file.
         let c = tmp.sub("container")
         try FileSystem.writeAtomically(c, FlatCopyTests.bytes(10_000, seed: 6))
