@@ -158,9 +158,10 @@ private struct ImageBuilder {
             chooseInodeForms()
             try planSmallData()
         }
-        try phases.measure("data") { try writeFileData() }
+        var early: Meta?
+        try phases.measure("data") { early = try writeFileData() }
         try phases.measure("metadata") {
-            let meta = try layoutMetadata()
+            let meta = try early ?? layoutMetadata()
             try writeMetadata(meta)
         }
         var s = stats()
@@ -362,7 +363,8 @@ private struct ImageBuilder {
 
     // MARK: File data
 
-    mutating func writeFileData() throws {
+    /// Returns the metadata layout when it was already made while the data was copied.
+    mutating func writeFileData() throws -> Meta? {
         if !compressing { return try writeFlatData() }
         var jobs: [Job] = []
         let seg = UInt64(ImageBuilder.segmentSize)
@@ -407,6 +409,7 @@ private struct ImageBuilder {
                 doneInput += UInt64(job.length)
                 progress?(doneInput, totalInput)
             })
+        return nil
     }
 
     // MARK: Uncompressed file data
@@ -415,8 +418,10 @@ private struct ImageBuilder {
     /// blocks follow the previous file's, then its tail goes inline (returned to the
     /// consumer) or into one zero-padded block. So workers copy straight into the image
     /// at those offsets, with copy_file_range where the kernel allows it (no user-space
-    /// copy of the data), and the consumer only collects inline tails in order.
-    mutating func writeFlatData() throws {
+    /// copy of the data), and the consumer only collects inline tails in order. All
+    /// record sizes are known too, so the consumer thread lays out the metadata while the
+    /// workers copy, and patches the inline tails into it as they arrive.
+    mutating func writeFlatData() throws -> Meta? {
         let bs = UInt64(EROFSFormat.blockSize)
         let seg = UInt64(ImageBuilder.segmentSize)
         var pieces: [FlatPiece] = []
@@ -425,6 +430,7 @@ private struct ImageBuilder {
             let inline = tail > 0 && options.inlineData && Int(tail) <= n.inlineBudget
             nodes[i].layout = inline ? EROFSFormat.layoutFlatInline : EROFSFormat.layoutFlatPlain
             nodes[i].iu = UInt32(truncatingIfNeeded: block)
+            if inline { nodes[i].tail = [UInt8](repeating: 0, count: Int(tail)) }   // bytes patched in later
             var s: UInt64 = 0
             while s < n.size {
                 let len = min(seg, n.size - s)
@@ -452,16 +458,31 @@ private struct ImageBuilder {
         let fd = out.fd
         let outPath = outputPath
         let mode = options.fileCopy
+        var laid: Meta?
+        var metaBytes: [UInt8] = []
         try OrderedPipeline<Void, FlatResult>.run(
             count: jobList.count, threads: max(1, options.threads), window: 64,
             makeState: { () },
             work: { _, k in try ImageBuilder.copyFlat(pieceList[jobList[k]], out: fd, outPath: outPath, mode: mode) },
             consume: { _, r in
-                for (node, tail) in r.tails { nodes[node].tail = tail }
+                if laid == nil {
+                    // The workers are copying by now: lay out the metadata meanwhile.
+                    var m = try layoutMetadata()
+                    swap(&metaBytes, &m.bytes)
+                    laid = m
+                }
+                for (node, tail) in r.tails {
+                    nodes[node].tail = tail
+                    let o = Int(nodes[node].nid) * EROFSFormat.slotSize + nodes[node].inodeSize + nodes[node].xattrBody.count
+                    metaBytes.replaceSubrange(o..<(o + tail.count), with: tail)
+                }
                 out.noteWritten(Int(r.written))
                 doneInput += r.input
                 progress?(doneInput, totalInput)
             })
+        guard var m = laid else { return nil }
+        swap(&metaBytes, &m.bytes)
+        return m
     }
 
     /// Copies `pieces` into the image file `out` (thread-safe: positional writes only).
