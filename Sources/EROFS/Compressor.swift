@@ -1,5 +1,6 @@
 import Basics
 import Codecs
+import FSTree
 
 /// One thread's fixed-output-size compressor (LZ4, LZ4HC or MicroLZMA).
 final class ExtentCompressor {
@@ -14,6 +15,31 @@ final class ExtentCompressor {
         case .lzma(let l): lz4 = nil; lzma = try MicroLZMAEncoder(level: l, dictionarySize: lzmaDictionary)
         }
         scratch = [UInt8](repeating: 0, count: pclusterSize + 64)
+    }
+
+    deinit { input.deallocate() }
+
+    /// This worker's input buffer, reused from job to job: a fresh array per job would
+    /// fault in (and zero) new pages for every piece read.
+    private var input = UnsafeMutableRawBufferPointer(start: nil, count: 0)
+
+    /// Reads all of `source` into the reusable buffer; valid until the next call.
+    func read(_ source: ContentSource) throws -> UnsafeRawBufferPointer {
+        let reader = try ContentReader(source)
+        let n = Int(reader.remaining)
+        if input.count < n {
+            input.deallocate()
+            input = .allocate(byteCount: max(n, 64 << 10), alignment: 4096)
+        }
+        var got = 0
+        while got < n {
+            let k = try reader.read(into: UnsafeMutableRawBufferPointer(rebasing: input[got..<n]))
+            if k == 0 { break }
+            got += k
+        }
+        // A read with nothing left checks the end (a whole host file must not have grown).
+        _ = try reader.read(into: UnsafeMutableRawBufferPointer(rebasing: input[got..<got]))
+        return UnsafeRawBufferPointer(rebasing: input[0..<got])
     }
 
     /// Compresses a prefix of `input` into at most `target` bytes; returns the consumed

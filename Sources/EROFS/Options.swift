@@ -40,6 +40,10 @@ public struct EROFSOptions: Sendable {
     public var fullIndexes: Bool = false
     /// Worker threads for compression (default: online CPUs).
     public var threads: Int
+    /// How uncompressed file data is copied into the image: `.kernel` uses
+    /// copy_file_range (falling back by itself where the kernel refuses); `.buffered`
+    /// always reads and writes through user space (tests compare the two).
+    public var fileCopy: FileCopy.Mode = .kernel
 
     public init(
         compression: Compression = .lz4hc(level: 9), pclusterSize: Int = 65536, uuid: [UInt8]? = nil,

@@ -82,6 +82,27 @@ private struct Job: Sendable {
     var fullIndex: Bool
 }
 
+/// A piece (at most `segmentSize` bytes) of an uncompressed file and its place in the image.
+private struct FlatPiece: Sendable {
+    var node: Int
+    var source: ContentSource
+    /// Offset of the piece in the file, and its length.
+    var start: UInt64
+    var length: UInt64
+    /// Byte offset in the image where the piece's first byte goes.
+    var imageOffset: UInt64
+    var last: Bool
+    /// The file's tail goes inline after its inode instead of into a padded block.
+    var inlineTail: Bool
+}
+
+/// What a worker did with a run of `FlatPiece`s.
+private struct FlatResult: Sendable {
+    var tails: [(Int, [UInt8])] = []
+    var input: UInt64 = 0
+    var written: UInt64 = 0
+}
+
 private enum JobOutput: Sendable {
     /// The raw bytes of the piece (uncompressed layout).
     case raw([UInt8])
@@ -137,9 +158,10 @@ private struct ImageBuilder {
             chooseInodeForms()
             try planSmallData()
         }
-        try phases.measure("data") { try writeFileData() }
+        var early: Meta?
+        try phases.measure("data") { early = try writeFileData() }
         try phases.measure("metadata") {
-            let meta = try layoutMetadata()
+            let meta = try early ?? layoutMetadata()
             try writeMetadata(meta)
         }
         var s = stats()
@@ -341,7 +363,9 @@ private struct ImageBuilder {
 
     // MARK: File data
 
-    mutating func writeFileData() throws {
+    /// Returns the metadata layout when it was already made while the data was copied.
+    mutating func writeFileData() throws -> Meta? {
+        if !compressing { return try writeFlatData() }
         var jobs: [Job] = []
         let seg = UInt64(ImageBuilder.segmentSize)
         for (i, n) in nodes.enumerated() where n.inode.kind == .regular && n.size > 0 {
@@ -385,6 +409,159 @@ private struct ImageBuilder {
                 doneInput += UInt64(job.length)
                 progress?(doneInput, totalInput)
             })
+        return nil
+    }
+
+    // MARK: Uncompressed file data
+
+    /// Without compression every file's place is known before any byte is read: its full
+    /// blocks follow the previous file's, then its tail goes inline (returned to the
+    /// consumer) or into one zero-padded block. So workers copy straight into the image
+    /// at those offsets, with copy_file_range where the kernel allows it (no user-space
+    /// copy of the data), and the consumer only collects inline tails in order. All
+    /// record sizes are known too, so the consumer thread lays out the metadata while the
+    /// workers copy, and patches the inline tails into it as they arrive.
+    mutating func writeFlatData() throws -> Meta? {
+        let bs = UInt64(EROFSFormat.blockSize)
+        let seg = UInt64(ImageBuilder.segmentSize)
+        var pieces: [FlatPiece] = []
+        for (i, n) in nodes.enumerated() where n.inode.kind == .regular && n.size > 0 {
+            let tail = n.size % bs
+            let inline = tail > 0 && options.inlineData && Int(tail) <= n.inlineBudget
+            nodes[i].layout = inline ? EROFSFormat.layoutFlatInline : EROFSFormat.layoutFlatPlain
+            nodes[i].iu = UInt32(truncatingIfNeeded: block)
+            if inline { nodes[i].tail = [UInt8](repeating: 0, count: Int(tail)) }   // bytes patched in later
+            var s: UInt64 = 0
+            while s < n.size {
+                let len = min(seg, n.size - s)
+                pieces.append(FlatPiece(node: i, source: n.inode.content, start: s, length: len,
+                                        imageOffset: (block << 12) + s, last: s + len == n.size, inlineTail: inline))
+                s += len
+            }
+            block += n.size / bs + (tail > 0 && !inline ? 1 : 0)
+        }
+        // Jobs of consecutive pieces, up to 4 MiB or 256 pieces: few hand-offs for small
+        // files, and both workers busy.
+        var jobs: [Range<Int>] = []
+        var first = 0
+        var bytes: UInt64 = 0
+        for (k, p) in pieces.enumerated() {
+            bytes += p.length
+            if bytes >= 4 << 20 || k + 1 - first >= 256 || k + 1 == pieces.count {
+                jobs.append(first..<(k + 1))
+                first = k + 1
+                bytes = 0
+            }
+        }
+        let pieceList = pieces
+        let jobList = jobs
+        let fd = out.fd
+        let outPath = outputPath
+        let mode = options.fileCopy
+        var laid: Meta?
+        var metaBytes: [UInt8] = []
+        try OrderedPipeline<Void, FlatResult>.run(
+            count: jobList.count, threads: max(1, options.threads), window: 64,
+            makeState: { () },
+            work: { _, k in try ImageBuilder.copyFlat(pieceList[jobList[k]], out: fd, outPath: outPath, mode: mode) },
+            consume: { _, r in
+                if laid == nil {
+                    // The workers are copying by now: lay out the metadata meanwhile.
+                    var m = try layoutMetadata()
+                    swap(&metaBytes, &m.bytes)
+                    laid = m
+                }
+                for (node, tail) in r.tails {
+                    nodes[node].tail = tail
+                    let o = Int(nodes[node].nid) * EROFSFormat.slotSize + nodes[node].inodeSize + nodes[node].xattrBody.count
+                    metaBytes.replaceSubrange(o..<(o + tail.count), with: tail)
+                }
+                out.noteWritten(Int(r.written))
+                doneInput += r.input
+                progress?(doneInput, totalInput)
+            })
+        guard var m = laid else { return nil }
+        swap(&metaBytes, &m.bytes)
+        return m
+    }
+
+    /// Copies `pieces` into the image file `out` (thread-safe: positional writes only).
+    private static func copyFlat(_ pieces: ArraySlice<FlatPiece>, out: Int32, outPath: String, mode: FileCopy.Mode) throws -> FlatResult {
+        let bs = EROFSFormat.blockSize
+        var r = FlatResult()
+        for p in pieces {
+            let full = p.last ? p.length / UInt64(bs) * UInt64(bs) : p.length
+            let tailLen = Int(p.length - full)
+            var tail: [UInt8] = []
+            switch p.source {
+            case .empty:
+                continue
+            case .bytes(let b):
+                try b.withUnsafeBytes { raw in
+                    let lo = Int(p.start)
+                    try PositionalIO.write(out, UnsafeRawBufferPointer(rebasing: raw[lo..<(lo + Int(full))]), at: p.imageOffset, path: outPath)
+                    tail = Array(raw[(lo + Int(full))..<(lo + Int(p.length))])
+                }
+            case .hostFile(let path, let size):
+                tail = try copyHostFile(path: path, base: 0, fileLength: size, whole: true, piece: p, full: full,
+                                        tailLen: tailLen, out: out, outPath: outPath, mode: mode)
+            case .fileRange(let path, let offset, let length):
+                tail = try copyHostFile(path: path, base: offset, fileLength: length, whole: false, piece: p, full: full,
+                                        tailLen: tailLen, out: out, outPath: outPath, mode: mode)
+            }
+            r.input += p.length
+            r.written += full
+            if tailLen > 0 {
+                if p.inlineTail {
+                    r.tails.append((p.node, tail))
+                } else {
+                    tail += [UInt8](repeating: 0, count: bs - tailLen)
+                    try PositionalIO.write(out, tail, at: p.imageOffset + full, path: outPath)
+                    r.written += UInt64(bs)
+                }
+            }
+        }
+        return r
+    }
+
+    /// Copies `full` bytes of a piece of a host file into the image and returns its tail
+    /// bytes (last piece only). A file that shrank, or (whole files) grew, since the tree
+    /// was built is an error naming it, as with `ContentReader`.
+    private static func copyHostFile(path: String, base: UInt64, fileLength: UInt64, whole: Bool, piece p: FlatPiece,
+                                     full: UInt64, tailLen: Int, out: Int32, outPath: String, mode: FileCopy.Mode) throws -> [UInt8] {
+        let src = open(path, O_RDONLY | O_CLOEXEC)
+        guard src >= 0 else { throw SystemError("open", path: path, errno: errno) }
+        defer { close(src) }
+        if full > 0 {
+            let n = try FileCopy.copy(from: src, at: base + p.start, to: out, at: p.imageOffset, count: full,
+                                      mode: mode, srcPath: path, dstPath: outPath)
+            if n < full { throw ContentReader.ChangedWhileReading(path: path, expected: fileLength) }
+        }
+        guard p.last else { return [] }
+        // The tail, and for whole files one byte more: getting it means the file grew.
+        // A regular file returns less than asked only at its end, so once the tail is
+        // complete a short read needs no second call to see the end.
+        let want = tailLen + (whole ? 1 : 0)
+        guard want > 0 else { return [] }
+        var buf = [UInt8](repeating: 0, count: want)
+        let got = try buf.withUnsafeMutableBytes { b -> Int in
+            var got = 0
+            while got < want {
+                guard let a = b.baseAddress else { break }
+                let n = pread(src, a + got, want - got, off_t(base + p.start + full) + off_t(got))
+                if n < 0 {
+                    if errno == EINTR { continue }
+                    throw SystemError("read", path: path, errno: errno)
+                }
+                if n == 0 { break }
+                got += n
+                if got >= tailLen { break }
+            }
+            return got
+        }
+        if got != tailLen { throw ContentReader.ChangedWhileReading(path: path, expected: fileLength) }
+        buf.removeLast(want - tailLen)
+        return buf
     }
 
     private static func runJob(_ job: Job, compressor: ExtentCompressor?, pclusterSize: Int, maxExtentInput: Int) throws -> JobOutput {
@@ -399,22 +576,21 @@ private struct ImageBuilder {
         default:
             source = job.source
         }
-        let reader = try ContentReader(source)
-        let bytes = try reader.readAll()
-        guard let compressor else { return .raw(bytes) }
+        guard let compressor else { return .raw(try ContentReader(source).readAll()) }
+        let bytes = try compressor.read(source)
+        // Output never exceeds the input's blocks plus one (plain extents are whole blocks).
         var data: [UInt8] = []
+        data.reserveCapacity(roundUp(job.length, EROFSFormat.blockSize) + EROFSFormat.blockSize)
         var tail: [UInt8] = []
         let indexEnd = ImageBuilder.compressedRecordSize(base: job.inodeBase, fileSize: job.fileSize, inline: 0, full: job.fullIndex)
         let budget = job.ztailpacking && job.last ? EROFSFormat.blockSize - indexEnd % EROFSFormat.blockSize : 0
-        let ex = try bytes.withUnsafeBytes {
-            try compressSegment($0, segmentStart: job.start, fileSize: job.fileSize, pclusterSize: pclusterSize,
-                                maxExtentInput: maxExtentInput, compressor: compressor, out: &data,
-                                tailBudget: budget, inlineTail: &tail)
-        }
+        let ex = try compressSegment(bytes, segmentStart: job.start, fileSize: job.fileSize, pclusterSize: pclusterSize,
+                                     maxExtentInput: maxExtentInput, compressor: compressor, out: &data,
+                                     tailBudget: budget, inlineTail: &tail)
         if job.first && job.last {
             // A whole file: keep it compressed only if that takes less space.
             let blocks = ex.reduce(0) { $0 + $1.blocks }
-            if !ImageBuilder.compressionPays(job: job, blocks: blocks, inline: tail.count) { return .raw(bytes) }
+            if !ImageBuilder.compressionPays(job: job, blocks: blocks, inline: tail.count) { return .raw(Array(bytes)) }
         }
         return .compressed(ex, data, tail: tail)
     }

@@ -10,6 +10,10 @@ public final class ContentReader {
     public struct ChangedWhileReading: UserError {
         public var path: String
         public var expected: UInt64
+        public init(path: String, expected: UInt64) {
+            self.path = path
+            self.expected = expected
+        }
         public var description: String { "\(path): file changed size while being read (expected \(expected) bytes)" }
     }
 
