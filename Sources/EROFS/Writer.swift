@@ -681,6 +681,11 @@ private struct ImageBuilder {
         var bytes: [UInt8]
         var lateStart: UInt64
         var lateBlocks: Int
+        /// One zero block after everything: erofs-utils 1.5's fsck reads a 12-byte xattr
+        /// header right after every inode (even one without xattrs) and reports an image
+        /// whose last inode ends less than 12 bytes before the end as corrupt (the kernel
+        /// does not read there).
+        var padBlock = false
     }
 
     /// Bytes of an inode record after the inode header + xattrs.
@@ -742,7 +747,12 @@ private struct ImageBuilder {
             let o = Int(nodes[i].nid) * EROFSFormat.slotSize
             bytes.replaceSubrange(o..<(o + rec.count), with: rec)
         }
-        return Meta(metaBlock: metaBlock, bytes: bytes, lateStart: lateStart, lateBlocks: Int(late - lateStart))
+        var meta = Meta(metaBlock: metaBlock, bytes: bytes, lateStart: lateStart, lateBlocks: Int(late - lateStart))
+        if late == lateStart {
+            let lastHeaderEnd = nodes.map { Int($0.nid) * EROFSFormat.slotSize + $0.inodeSize }.max() ?? 0
+            meta.padBlock = metaBlocks * bs - lastHeaderEnd < 12
+        }
+        return meta
     }
 
     /// All directory blocks of node `i` (the last one truncated to the directory size).
@@ -825,7 +835,7 @@ private struct ImageBuilder {
             try data.withUnsafeBytes { try out.pwrite($0, at: late << 12) }
             late += UInt64(nodes[i].lateBlocks)
         }
-        let totalBlocks = late
+        let totalBlocks = late + (meta.padBlock ? 1 : 0)
         block = totalBlocks
         // Superblock block: zeros, superblock at 1024, compression configs after it.
         var sb = [UInt8](repeating: 0, count: bs)
