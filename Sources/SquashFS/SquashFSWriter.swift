@@ -274,7 +274,10 @@ private struct ImageJob {
         case .lz4(let hc, _):
             b.le32(1)  // LZ4_LEGACY block format
             b.le32(hc ? 1 : 0)
-        case .zstd(let level):
+        case .zstd(let level, _):
+            // No options block means level 15 to readers (squashfs-tools' default), so
+            // osbuild's default level 14 is recorded. The field has no room for other
+            // parameters (decoders do not need them).
             if level == 15 { return nil }
             b.le32(UInt32(level))
         }
