@@ -75,7 +75,7 @@ public enum Compression: Sendable, Hashable, CustomStringConvertible {
     /// mksquashfs's xz preset 6 / zstd level 15, which on independent blocks of at most
     /// 1 MiB buys little: xz preset 5 (nice_len 32 instead of 64) and zstd level 14 with
     /// target length 16 (level 15 is searchLog 6 / targetLength 256, level 14 is 4 / 32).
-    /// On the rootfs corpus with 128 KiB blocks that is 10 % (xz) and 19 % (zstd) less CPU
+    /// On the rootfs corpus with 128 KiB blocks that is about 10 % (xz) and 18 % (zstd) less CPU
     /// than mksquashfs's levels for 0.2 % and 0.7 % larger data (docs/benchmarks.md).
     /// `withLevel(n)` always gives exactly the library's level n, so `withLevel(6)` /
     /// `withLevel(15)` reproduces mksquashfs.
