@@ -266,7 +266,7 @@ private struct ImageJob {
             b.le32(UInt32(level))
             b.le16(15)
             b.le16(0)
-        case .xz(_, let bcj, let dict):
+        case .xz(_, let bcj, let dict, _):
             let d = dict ?? bs
             if d == bs && bcj.isEmpty { return nil }
             b.le32(UInt32(d))

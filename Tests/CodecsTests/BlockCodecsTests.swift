@@ -85,7 +85,7 @@ import TestSupport
     }
 
     @Test func parsingAndValidation() throws {
-        #expect(try Compression.parse("xz") == .xz(preset: 5, bcj: [], dictSize: nil))
+        #expect(try Compression.parse("xz") == .xz(preset: 5, bcj: [], dictSize: nil, depth: 8))
         #expect(try Compression.parse("zstd") == .zstd(level: 14, targetLength: 16))
         // An explicit level is the library's level, with no tuning left over.
         #expect(try Compression.parse("zstd", level: 14) == .zstd(level: 14, targetLength: nil))
@@ -99,7 +99,7 @@ import TestSupport
     }
 
     /// Blocks as the libraries produce them for the claimed settings: the defaults are xz
-    /// preset 5 (dictionary = block size) and zstd level 14 with target length 16; an
+    /// preset 5 with depth 8 (dictionary = block size) and zstd level 14 with target length 16; an
     /// explicit level N is the plain library level N (xz 6 / zstd 15 = mksquashfs).
     @Test func defaultsAndExplicitLevelsAreTheClaimedLibrarySettings() throws {
         // Machine code and text: data on which the settings give different outputs.
@@ -119,10 +119,11 @@ import TestSupport
         }
         // The same .xz container as BlockCompressor writes (stream encoder: no sizes in
         // the block header), so equal bytes mean equal LZMA2 settings.
-        func xzRef(_ preset: UInt32) -> [UInt8] {
+        func xzRef(_ preset: UInt32, depth: UInt32? = nil) -> [UInt8] {
             var o = lzma_options_lzma()
             #expect(lzma_lzma_preset(&o, preset) == 0)
             o.dict_size = UInt32(bs)
+            if let depth { o.depth = depth }
             var out = [UInt8](repeating: 0, count: block.count * 2)
             var strm = lzma_stream()
             defer { lzma_end(&strm) }
@@ -160,7 +161,7 @@ import TestSupport
 
         let xDefault = try ours(try Compression.parse("xz"))
         let x6 = try ours(try Compression.parse("xz", level: 6))
-        let xDefaultIsPreset5 = xDefault == xzRef(5)
+        let xDefaultIsPreset5 = xDefault == xzRef(5, depth: 8)
         let x6IsPreset6 = x6 == xzRef(6)
         #expect(xDefaultIsPreset5 && x6IsPreset6)
         #expect(xDefault.count != x6.count)
