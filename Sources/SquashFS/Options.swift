@@ -50,7 +50,7 @@ public struct SquashFSOptions: Sendable {
             throw InvalidOption(message: "SquashFS block size \(blockSize) is not a power of two between 4096 (4K) and 1048576 (1M)")
         }
         try compression.validate()
-        if case .xz(_, _, let dict?) = compression {
+        if case .xz(_, _, let dict?, _) = compression {
             // The kernel and squashfs-tools accept 2^n or 3*2^n, at most the block size.
             let isPow2 = dict & (dict - 1) == 0
             let isThreePow2 = dict % 3 == 0 && (dict / 3) & (dict / 3 - 1) == 0

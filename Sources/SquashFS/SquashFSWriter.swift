@@ -266,7 +266,7 @@ private struct ImageJob {
             b.le32(UInt32(level))
             b.le16(15)
             b.le16(0)
-        case .xz(_, let bcj, let dict):
+        case .xz(_, let bcj, let dict, _):
             let d = dict ?? bs
             if d == bs && bcj.isEmpty { return nil }
             b.le32(UInt32(d))
@@ -274,7 +274,10 @@ private struct ImageJob {
         case .lz4(let hc, _):
             b.le32(1)  // LZ4_LEGACY block format
             b.le32(hc ? 1 : 0)
-        case .zstd(let level):
+        case .zstd(let level, _):
+            // No options block means level 15 to readers (squashfs-tools' default), so
+            // osbuild's default level 14 is recorded. The field has no room for other
+            // parameters (decoders do not need them).
             if level == 15 { return nil }
             b.le32(UInt32(level))
         }
