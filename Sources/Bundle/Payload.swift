@@ -46,8 +46,8 @@ public let defaultPayloadWriter: any PayloadImageWriter = NativeSquashFSPayloadW
 public let defaultPayloadReader: any PayloadImageReader = NativeSquashFSPayloadReader()
 
 /// The payload written by osbuild's own SquashFS writer, with rauc's settings: root-owned
-/// entries, no xattrs, root mode 0755, gzip and 128 KiB blocks unless `-comp X` / `-b N`
-/// are passed (the only mksquashfs arguments it understands), every time pinned to
+/// entries, no xattrs, root mode 0755, gzip and 128 KiB blocks unless `-comp X` (at
+/// osbuild's default settings for X) / `-b N` are passed (the only mksquashfs arguments it understands), every time pinned to
 /// SOURCE_DATE_EPOCH when set.
 public struct NativeSquashFSPayloadWriter: PayloadImageWriter {
     public init() {}
@@ -73,9 +73,9 @@ public struct NativeSquashFSPayloadWriter: PayloadImageWriter {
                 guard let v = args.popFirst() else { throw MessageError("mksquashfs argument -comp needs a value") }
                 switch v {
                 case "gzip": compression = .gzip(level: 9)
-                case "xz": compression = .xz(preset: 6, bcj: [], dictSize: nil)
+                case "xz": compression = Compression.defaults(.xz)
                 case "lz4": compression = .lz4(hc: false, level: 0)
-                case "zstd": compression = .zstd(level: 15)
+                case "zstd": compression = Compression.defaults(.zstd)
                 default: throw MessageError("payload compressor '\(v)' is not supported (gzip, xz, lz4, zstd)", exitCode: ExitStatus.usage)
                 }
             case "-b":

@@ -121,7 +121,7 @@ public enum GUID {
     /// A name-based GUID (version 5 style over SHA-256) so unspecified GUIDs are stable
     /// across builds: same layout, same GUIDs.
     public static func derived(_ parts: String...) -> String {
-        var h = SHA256()
+        let h = SHA256()
         for p in parts { h.updateField(p) }
         var b = Array(h.finalize().prefix(16))
         b[6] = (b[6] & 0x0F) | 0x50

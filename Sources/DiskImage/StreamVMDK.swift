@@ -87,7 +87,7 @@ public enum StreamVMDK {
                 let dst = UnsafeMutableRawBufferPointer(rebasing: buffer[(slot * grainBytes)..<((slot + 1) * grainBytes)])
                 let want = Int(min(UInt64(grainBytes), size - UInt64(next) * UInt64(grainBytes)))
                 try PositionalIO.read(inFD, into: UnsafeMutableRawBufferPointer(rebasing: dst[0..<want]), at: UInt64(next) * UInt64(grainBytes), path: input)
-                if want < grainBytes { dst.baseAddress.map { memset($0 + want, 0, grainBytes - want) } }
+                if want < grainBytes, let base = dst.baseAddress { memset(base + want, 0, grainBytes - want) }
                 if !SparseCopy.isZero(UnsafeRawBufferPointer(dst)) { members.append(next) }
                 next += 1
             }

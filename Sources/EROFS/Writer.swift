@@ -891,7 +891,7 @@ private struct ImageBuilder {
 
     /// A UUID (version 4 layout) from the hash of the metadata: same tree, same UUID.
     func derivedUUID(_ meta: [UInt8]) -> [UInt8] {
-        var h = SHA256()
+        let h = SHA256()
         h.update(meta)
         var u = Array(h.finalize().prefix(16))
         u[6] = (u[6] & 0x0F) | 0x40

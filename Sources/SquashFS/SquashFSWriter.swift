@@ -442,7 +442,7 @@ private struct ImageJob {
 
     private func digest(_ content: ContentSource) throws -> [UInt8] {
         let reader = try ContentReader(content)
-        var h = SHA256()
+        let h = SHA256()
         let buf = UnsafeMutableRawBufferPointer.allocate(byteCount: 1 << 20, alignment: 64)
         defer { buf.deallocate() }
         while true {

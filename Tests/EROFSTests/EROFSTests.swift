@@ -47,7 +47,7 @@ import TestSupport
 
     static func digest(_ s: ContentSource) throws -> String {
         let r = try ContentReader(s)
-        var h = SHA256()
+        let h = SHA256()
         while true {
             let b = try r.read(upTo: 1 << 20)
             if b.isEmpty { break }

@@ -83,7 +83,7 @@ import TestSupport
             let ours = tmp.sub("osb-\(name).sqfs")
             let theirs = tmp.sub("mks-\(name).sqfs")
             try SquashFSWriter(.init(compression: try Compression.parse(name, level: level))).write(tree: tree, to: ours)
-            try Subprocess.run(["mksquashfs", src, theirs, "-noappend", "-comp", name, "-quiet", "-no-progress"])
+            _ = try Subprocess.run(["mksquashfs", src, theirs, "-noappend", "-comp", name, "-quiet", "-no-progress"])
             let a = try Self.stat(ours).split(separator: "\n").filter { $0.hasPrefix("Compression") || $0.hasPrefix("\t") }
             let b = try Self.stat(theirs).split(separator: "\n").filter { $0.hasPrefix("Compression") || $0.hasPrefix("\t") }
             #expect(a == b, "\(name): \(a) vs mksquashfs \(b)")

@@ -60,10 +60,16 @@ enum RootfsImageStage {
         let c: Compression
         switch comp {
         case "gzip": c = .gzip(level: level ?? 9)
-        case "xz": c = .xz(preset: level ?? 6, bcj: arch == "x86_64" ? [.x86] : arch == "aarch64" ? [.arm64] : [], dictSize: nil)
+        case "xz":
+            // osbuild's tuned default (or exactly the library preset given), plus the BCJ filter for the board's code.
+            let bcj: [XZFilter] = arch == "x86_64" ? [.x86] : arch == "aarch64" ? [.arm64] : []
+            guard case .xz(let preset, _, let dict, let depth) = level.map(Compression.defaults(.xz).withLevel) ?? Compression.defaults(.xz) else {
+                throw bad("internal: xz defaults")
+            }
+            c = .xz(preset: preset, bcj: bcj, dictSize: dict, depth: depth)
         case "lz4": c = .lz4(hc: false, level: 0)
         case "lz4hc": c = .lz4(hc: true, level: level ?? 9)
-        case "zstd": c = .zstd(level: level ?? 15)
+        case "zstd": c = level.map(Compression.defaults(.zstd).withLevel) ?? Compression.defaults(.zstd)
         default: throw bad("is not available for SquashFS (gzip, xz, lz4, lz4hc, zstd)")
         }
         return .squashfs(SquashFSOptions(compression: c, mkfsTime: epoch > 0 ? UInt32(clamping: epoch) : nil))
