@@ -283,7 +283,8 @@ public enum MarkGoodScript {
     /// (/chosen/bootloader/partition), autoboot.txt on the boot-control partition is
     /// rewritten so that partition is the default ([all] boot_partition) and the other
     /// slot the tryboot one: exactly the text `Autoboot.render` gives (and `bundle install`
-    /// writes). A normal boot changes nothing. `controlPartition` is a find_root spec
+    /// writes). Already the default (also with [tryboot] on it too: the tryboot backend's
+    /// "other slot bad") is success. A normal boot changes nothing. `controlPartition` is a find_root spec
     /// (PARTUUID=SSSSSSSS-NN or PARTLABEL=NAME) of the FAT partition holding autoboot.txt.
     public static func tryboot(slots: [(name: String, bootPartition: Int)], controlPartition: String, partitionFinder: String) throws -> String {
         try check(slots.map(\.name))
@@ -316,14 +317,17 @@ public enum MarkGoodScript {
             """
         s += try autobootHereDoc(boot: slots[0].bootPartition, tryboot: slots[1].bootPartition, to: "$tmp.want")
         s += try autobootHereDoc(boot: slots[1].bootPartition, tryboot: slots[0].bootPartition, to: "$tmp.other")
+        // The tryboot backend's "other slot bad" state: both sections on this slot.
+        s += try autobootHereDoc(boot: slots[0].bootPartition, tryboot: slots[0].bootPartition, to: "$tmp.same")
+        s += try autobootHereDoc(boot: slots[1].bootPartition, tryboot: slots[1].bootPartition, to: "$tmp.same1")
         s += """
             # (the here-documents above are slot \(slots[0].name)'s; swap them for slot \(slots[1].name))
-            if [ "$slot" = \(slots[1].name) ]; then cat "$tmp.want" > "$tmp.x"; cat "$tmp.other" > "$tmp.want"; cat "$tmp.x" > "$tmp.other"; fi
+            if [ "$slot" = \(slots[1].name) ]; then cat "$tmp.want" > "$tmp.x"; cat "$tmp.other" > "$tmp.want"; cat "$tmp.x" > "$tmp.other"; cat "$tmp.same1" > "$tmp.same"; fi
 
             """
         s += try bootControlMount(controlPartition, mode: "rw") + writeAutobootFunction
         s += """
-            if cmp -s "$f" "$tmp.want"; then
+            if cmp -s "$f" "$tmp.want" || cmp -s "$f" "$tmp.same"; then
               umount "$mnt"; say "partition $part (slot $slot) is already the default in autoboot.txt"; cleanup; exit 0
             fi
             cmp -s "$f" "$tmp.other" || unmount_fail "autoboot.txt on $dev is not what osbuild wrote for this image (boot_partition=$other, tryboot $part): not touching it"
