@@ -198,6 +198,12 @@ enum TrybootBoot {
                                    partitionFinder: InitramfsInit.findPartitionFunction)
     }
 
+    /// The rootfs's RAUC custom bootloader backend on autoboot.txt (TrybootBackendScript).
+    static func backendScript(board b: Board) throws -> String {
+        try TrybootBackendScript.render(slots: try slots(board: b).map { ($0.name, $0.boot.number) }, controlPartition: try controlPartition(board: b).rootSpec,
+                                        partitionFinder: InitramfsInit.findPartitionFunction)
+    }
+
     static func stage(_ ctx: PipelineContext) throws -> Stage {
         let b = ctx.board
         let slotParts = try slots(board: b)

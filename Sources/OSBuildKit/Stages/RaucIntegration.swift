@@ -13,7 +13,7 @@ enum RaucIntegration {
         switch b.string("bootloader.kind") ?? "none" {
         case "grub": bootloader = .grub(grubenv: "/mnt/boot/grub/grubenv")
         case "uboot": bootloader = .uboot
-        case "tryboot", "custom": bootloader = .custom(backend: "/usr/lib/osbuild/tryboot-backend")
+        case "tryboot", "custom": bootloader = .custom(backend: TrybootBackendScript.installPath)
         default: return nil
         }
         var slots: [RaucSystemConfig.Slot] = []
@@ -67,6 +67,11 @@ enum RaucIntegration {
         }
         if let script = markGood {
             try tree.insert(MarkGoodScript.installPath, .file(.bytes(Array(script.utf8)), permissions: 0o755, mtime: mtime), createParents: true, parentTemplate: dir)
+        }
+        // The custom backend system.conf names (RAUC's get/set-primary and -state).
+        if b.string("bootloader.kind") == "tryboot" {
+            try tree.insert(TrybootBackendScript.installPath, .file(.bytes(Array(try TrybootBoot.backendScript(board: b).utf8)), permissions: 0o755, mtime: mtime),
+                            createParents: true, parentTemplate: dir)
         }
     }
 }
