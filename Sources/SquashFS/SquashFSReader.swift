@@ -131,38 +131,52 @@ public final class SquashFSImage {
         try children(of: dir).map { (String(decoding: $0.name, as: UTF8.self), try inode($0.ref)) }
     }
 
-    /// Streams a regular file's contents to `sink` in pieces of at most one block.
+    /// Streams a regular file's contents to `sink` in pieces of at most one block, in
+    /// order. Blocks are decoded in batches on all cores (memory: two batches of blocks).
     public func stream(_ e: Entry, sink: (UnsafeRawBufferPointer) throws -> Void) throws {
         guard e.kind == .file else { throw SquashFSError("\(path): inode \(e.inodeNumber) is not a regular file") }
+        // Where each block starts and how many bytes it must decode to.
+        var jobs: [(pos: UInt64, raw: UInt32, want: Int)] = []
+        jobs.reserveCapacity(e.blockSizes.count)
         var remaining = e.size
         var pos = e.blocksStart
-        var comp = [UInt8](repeating: 0, count: blockSize)
-        var out = [UInt8](repeating: 0, count: blockSize)
         for raw in e.blockSizes {
             let want = Int(min(UInt64(blockSize), remaining))
-            let size = Int(raw & ~Format.uncompressedBlock)
-            if size == 0 {  // sparse block
-                try out.withUnsafeMutableBytes { b in
-                    b.initializeMemory(as: UInt8.self, repeating: 0)
-                    try sink(UnsafeRawBufferPointer(rebasing: b[0..<want]))
-                }
-            } else {
-                let n = try readBlock(at: pos, size: size, uncompressed: raw & Format.uncompressedBlock != 0, into: &out, scratch: &comp, inode: e.inodeNumber)
-                guard n == want else {
-                    throw SquashFSError("\(path): inode \(e.inodeNumber): a data block decodes to \(n) bytes, expected \(want)")
-                }
-                try out.withUnsafeBytes { try sink(UnsafeRawBufferPointer(rebasing: $0[0..<n])) }
-                pos += UInt64(size)
-            }
+            jobs.append((pos, raw, want))
+            pos += UInt64(raw & ~Format.uncompressedBlock)
             remaining -= UInt64(want)
         }
+        let (rfd, rpath, bsz, kind, used, inode) = (self.fd, self.path, self.blockSize, self.compression, self.bytesUsed, e.inodeNumber)
+        let batch = 32
+        var first = 0
+        while first < jobs.count {
+            let n = min(batch, jobs.count - first)
+            let slice = Array(jobs[first..<(first + n)])
+            let decoded = try Parallel.map(n, workers: n < 4 ? 1 : nil) { j -> [UInt8] in
+                let job = slice[j]
+                let size = Int(job.raw & ~Format.uncompressedBlock)
+                if size == 0 { return [UInt8](repeating: 0, count: job.want) }  // sparse block
+                var out = [UInt8](repeating: 0, count: bsz)
+                let got = try SquashFSImage.readBlock(fd: rfd, path: rpath, at: job.pos, size: size, uncompressed: job.raw & Format.uncompressedBlock != 0,
+                                                      compression: kind, blockSize: bsz, bytesUsed: used, into: &out, inode: inode)
+                guard got == job.want else {
+                    throw SquashFSError("\(rpath): inode \(inode): a data block decodes to \(got) bytes, expected \(job.want)")
+                }
+                out.removeSubrange(got...)
+                return out
+            }
+            for d in decoded { try d.withUnsafeBytes { try sink($0) } }
+            first += n
+        }
+        var out = [UInt8](repeating: 0, count: blockSize)
         if remaining > 0 {
             guard e.fragment != Format.noFragment, Int(e.fragment) < fragments.count else {
                 throw SquashFSError("\(path): inode \(e.inodeNumber): \(remaining) bytes of the file have no block or fragment")
             }
             let f = fragments[Int(e.fragment)]
             let size = Int(f.size & ~Format.uncompressedBlock)
-            let n = try readBlock(at: f.start, size: size, uncompressed: f.size & Format.uncompressedBlock != 0, into: &out, scratch: &comp, inode: e.inodeNumber)
+            let n = try SquashFSImage.readBlock(fd: fd, path: path, at: f.start, size: size, uncompressed: f.size & Format.uncompressedBlock != 0,
+                                                compression: compression, blockSize: blockSize, bytesUsed: bytesUsed, into: &out, inode: inode)
             let off = Int(e.fragmentOffset)
             guard off + Int(remaining) <= n else {
                 throw SquashFSError("\(path): inode \(e.inodeNumber): fragment \(e.fragment) has \(n) bytes, the file's tail needs \(off)+\(remaining)")
@@ -244,7 +258,10 @@ public final class SquashFSImage {
 
     // MARK: blocks and metadata
 
-    private func readBlock(at pos: UInt64, size: Int, uncompressed: Bool, into out: inout [UInt8], scratch: inout [UInt8], inode: UInt32) throws -> Int {
+    /// Reads and decodes one data or fragment block into `out` (at least a block long).
+    /// Static, so batches can run on several threads without touching the metadata cache.
+    private static func readBlock(fd: Int32, path: String, at pos: UInt64, size: Int, uncompressed: Bool, compression: Compression.Kind,
+                                  blockSize: Int, bytesUsed: UInt64, into out: inout [UInt8], inode: UInt32) throws -> Int {
         guard size <= blockSize, pos + UInt64(size) <= bytesUsed else {
             throw SquashFSError("\(path): inode \(inode): data block at \(pos) of \(size) bytes lies outside the image (\(bytesUsed) bytes, block size \(blockSize))")
         }
@@ -252,11 +269,9 @@ public final class SquashFSImage {
             try out.withUnsafeMutableBytes { try PositionalIO.read(fd, into: UnsafeMutableRawBufferPointer(rebasing: $0[0..<size]), at: pos, path: path) }
             return size
         }
-        try scratch.withUnsafeMutableBytes { try PositionalIO.read(fd, into: UnsafeMutableRawBufferPointer(rebasing: $0[0..<size]), at: pos, path: path) }
+        let raw = try PositionalIO.read(fd, count: size, at: pos, path: path)
         do {
-            return try scratch.withUnsafeBytes { s in
-                try out.withUnsafeMutableBytes { try BlockDecompressor.decompress(compression, UnsafeRawBufferPointer(rebasing: s[0..<size]), into: $0) }
-            }
+            return try raw.withUnsafeBytes { s in try out.withUnsafeMutableBytes { try BlockDecompressor.decompress(compression, s, into: $0) } }
         } catch {
             throw SquashFSError("\(path): inode \(inode): data block at \(pos) does not decode: \(error)")
         }
