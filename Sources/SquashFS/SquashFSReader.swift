@@ -148,11 +148,12 @@ public final class SquashFSImage {
         }
         let (rfd, rpath, bsz, kind, used, inode) = (self.fd, self.path, self.blockSize, self.compression, self.bytesUsed, e.inodeNumber)
         let batch = 32
-        var first = 0
-        while first < jobs.count {
+        let allJobs = jobs
+        @Sendable func decode(_ first: Int) throws -> [[UInt8]] {
+            let jobs = allJobs
             let n = min(batch, jobs.count - first)
             let slice = Array(jobs[first..<(first + n)])
-            let decoded = try Parallel.map(n, workers: n < 4 ? 1 : nil) { j -> [UInt8] in
+            return try Parallel.map(n, workers: n < 4 ? 1 : nil) { j -> [UInt8] in
                 let job = slice[j]
                 let size = Int(job.raw & ~Format.uncompressedBlock)
                 if size == 0 { return [UInt8](repeating: 0, count: job.want) }  // sparse block
@@ -165,8 +166,24 @@ public final class SquashFSImage {
                 out.removeSubrange(got...)
                 return out
             }
-            for d in decoded { try d.withUnsafeBytes { try sink($0) } }
-            first += n
+        }
+        // The next batch decodes in the background while the sink consumes this one.
+        var first = 0
+        var current = jobs.isEmpty ? [] : try decode(0)
+        while first < jobs.count {
+            let nextFirst = first + min(batch, jobs.count - first)
+            let ahead = nextFirst < jobs.count ? BatchSlot() : nil
+            if let ahead {
+                Thread.detachNewThread { ahead.set(Result { try decode(nextFirst) }) }
+            }
+            var sinkError: (any Error)?
+            do {
+                for d in current { try d.withUnsafeBytes { try sink($0) } }
+            } catch { sinkError = error }
+            let next = ahead?.wait()  // always joined, so no decode outlives this call
+            if let sinkError { throw sinkError }
+            current = try next?.get() ?? []
+            first = nextFirst
         }
         var out = [UInt8](repeating: 0, count: blockSize)
         if remaining > 0 {
@@ -434,5 +451,18 @@ public final class SquashFSImage {
             }
         }
         return out
+    }
+}
+
+/// One batch handed from the background decoder to the consumer.
+private final class BatchSlot: @unchecked Sendable {
+    private let cond = NSCondition()
+    private var value: Result<[[UInt8]], any Error>?
+    func set(_ v: Result<[[UInt8]], any Error>) { cond.lock(); value = v; cond.broadcast(); cond.unlock() }
+    func wait() -> Result<[[UInt8]], any Error> {
+        cond.lock()
+        defer { cond.unlock() }
+        while value == nil { cond.wait() }
+        return value ?? .success([])
     }
 }
