@@ -32,15 +32,21 @@ public enum TestEnv {
     }
 }
 
-/// A temporary directory removed when the value is released.
+/// A temporary directory removed when the value is released, or at process exit for
+/// the ones shared fixtures hold in statics (which are never released): board builds
+/// and install fixtures are gigabytes, and repeated test runs used to fill the disk.
 public final class TempDir: @unchecked Sendable {
     public let path: String
     public init(_ label: String = "test") throws {
         var template = Array((NSTemporaryDirectory() + "osbuild-\(label)-XXXXXX").utf8CString)
         guard let p = mkdtemp(&template) else { throw SystemError("mkdtemp", path: NSTemporaryDirectory(), errno: errno) }
         path = String(cString: p)
+        LiveTempDirs.shared.add(path)
     }
-    deinit { try? FileSystem.removeTree(path) }
+    deinit {
+        try? FileSystem.removeTree(path)
+        LiveTempDirs.shared.remove(path)
+    }
 
     public func sub(_ name: String) -> String { path + "/" + name }
 
@@ -50,5 +56,22 @@ public final class TempDir: @unchecked Sendable {
         try FileSystem.makeDirectories(FileSystem.dirname(p))
         try FileSystem.writeAtomically(p, text, mode: mode)
         return p
+    }
+}
+
+/// Paths of TempDirs still alive; removed by an atexit handler.
+final class LiveTempDirs: @unchecked Sendable {
+    static let shared: LiveTempDirs = {
+        let r = LiveTempDirs()
+        atexit { LiveTempDirs.shared.removeAll() }
+        return r
+    }()
+    private let lock = NSLock()
+    private var paths: Set<String> = []
+    func add(_ p: String) { lock.withLock { _ = paths.insert(p) } }
+    func remove(_ p: String) { lock.withLock { _ = paths.remove(p) } }
+    func removeAll() {
+        let all = lock.withLock { paths }
+        for p in all { try? FileSystem.removeTree(p) }
     }
 }
