@@ -117,42 +117,6 @@ public struct NativeSquashFSPayloadWriter: PayloadImageWriter {
     }
 }
 
-/// The former payload writer, kept for comparison: squashfs-tools' mksquashfs with rauc's arguments
-/// (-all-root -noappend -no-xattrs; gzip, 128 KiB blocks, 4 KiB padding by default).
-public struct MksquashfsPayloadWriter: PayloadImageWriter {
-    public init() {}
-
-    public func write(_ content: PayloadContent, to outputPath: String, options: PayloadOptions) throws {
-        guard Subprocess.which("mksquashfs") != nil else {
-            throw MessageError("required tool \'mksquashfs\' not found in PATH (apt-get install squashfs-tools)", exitCode: ExitStatus.environment)
-        }
-        // Sources: every top-level content entry plus the replacement files (written to a
-        // private dir). With several sources mksquashfs places each at the image root.
-        let names = try FileSystem.listDirectory(content.contentDirectory).sorted()
-        let staging = FileSystem.dirname(outputPath) + "/.osbuild-tmp-payload-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
-        try FileSystem.makeDirectories(staging, mode: 0o700)
-        defer { try? FileSystem.removeTree(staging) }
-        var sources: [String] = []
-        for name in names where content.replacements[name] == nil {
-            sources.append(content.contentDirectory + "/" + name)
-        }
-        for (name, bytes) in content.replacements.sorted(by: { $0.key < $1.key }) {
-            let p = staging + "/" + name
-            try FileSystem.writeAtomically(p, bytes, mode: 0o644)
-            sources.append(p)
-        }
-        var args = ["mksquashfs"] + sources + [outputPath, "-all-root", "-noappend", "-no-progress", "-no-xattrs", "-quiet", "-root-mode", "0755"]
-        var env: [String: String] = [:]
-        if let epoch = options.epoch {
-            // mksquashfs 4.5 pins mkfs and all inode times (also the synthesized root of a
-            // multi-source image) from SOURCE_DATE_EPOCH, and refuses it together with -all-time.
-            env["SOURCE_DATE_EPOCH"] = String(epoch)
-        }
-        args += options.extraArguments
-        _ = try Subprocess.run(args, environment: env)
-    }
-}
-
 /// The payload read by osbuild's own SquashFS reader, straight from the bundle file (the
 /// signature after the SquashFS is beyond its `bytes_used`): no squashfs-tools needed to
 /// inspect, extract or install a bundle. Files stream one block at a time.
@@ -173,73 +137,5 @@ public struct NativeSquashFSPayloadReader: PayloadImageReader {
 
     public func extractAll(image: String, to directory: String) throws {
         try SquashFSImage(path: image).extractAll(to: directory)
-    }
-}
-
-/// The former payload reader, kept for comparison: unsquashfs (reads the image from the
-/// bundle file itself; data after the SquashFS is ignored by unsquashfs).
-public struct UnsquashfsPayloadReader: PayloadImageReader {
-    public init() {}
-
-    public func stream(image: String, file name: String, sink: (UnsafeRawBufferPointer) throws -> Void) throws {
-        guard let exe = Subprocess.which("unsquashfs") else {
-            throw MessageError("required tool \'unsquashfs\' not found in PATH (apt-get install squashfs-tools)", exitCode: ExitStatus.environment)
-        }
-        // -cat of a missing name prints an error and exits non-zero; stream stdout so large
-        // images are never held in memory.
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: exe)
-        // Small data/fragment queues: streaming one file gains nothing from unsquashfs'
-        // 256+256 MiB defaults, which cost ~180 MiB RSS on a 200 MiB image (16: ~20 MiB).
-        p.arguments = ["-da", "16", "-fr", "16", "-cat", image, name]
-        let out = Pipe(), err = Pipe()
-        p.standardOutput = out
-        p.standardError = err
-        p.standardInput = FileHandle.nullDevice
-        try p.run()
-        let errData = ErrCollector()
-        let t = Thread { errData.set(err.fileHandleForReading.readDataToEndOfFile()) }
-        t.start()
-        let fd = out.fileHandleForReading.fileDescriptor
-        let buf = UnsafeMutableRawBufferPointer.allocate(byteCount: 1 << 20, alignment: 16)
-        defer { buf.deallocate() }
-        var sinkError: (any Error)?
-        while true {
-            let n = read(fd, buf.baseAddress, buf.count)
-            if n < 0 { if errno == EINTR { continue }; break }
-            if n == 0 { break }
-            if sinkError == nil {
-                do { try sink(UnsafeRawBufferPointer(rebasing: buf[0..<n])) } catch { sinkError = error }
-            }
-        }
-        p.waitUntilExit()
-        let stderr = String(decoding: errData.wait(), as: UTF8.self)
-        if let sinkError { throw sinkError }
-        guard p.terminationStatus == 0 else {
-            throw BundleError(.payload, path: image, "cannot read '\(name)' from the payload SquashFS: " + stderr.split(separator: "\n").suffix(3).joined(separator: " "))
-        }
-    }
-
-    public func extractAll(image: String, to directory: String) throws {
-        guard Subprocess.which("unsquashfs") != nil else {
-            throw MessageError("required tool \'unsquashfs\' not found in PATH (apt-get install squashfs-tools)", exitCode: ExitStatus.environment)
-        }
-        do {
-            _ = try Subprocess.run(["unsquashfs", "-no-progress", "-no-xattrs", "-d", directory, image])
-        } catch let e as Subprocess.ToolError {
-            throw BundleError(.payload, path: image, "unsquashfs failed: \(e.stderrTail)")
-        }
-    }
-}
-
-private final class ErrCollector: @unchecked Sendable {
-    private let cond = NSCondition()
-    private var data: Data?
-    func set(_ d: Data) { cond.lock(); data = d; cond.broadcast(); cond.unlock() }
-    func wait() -> Data {
-        cond.lock()
-        defer { cond.unlock() }
-        while data == nil { cond.wait() }
-        return data ?? Data()
     }
 }

@@ -108,6 +108,12 @@ public enum Compression: Sendable, Hashable, CustomStringConvertible {
         return c
     }
 
+    /// The same setting with these BCJ filters (xz only; other compressors unchanged).
+    public func withXZFilters(_ bcj: [XZFilter]) -> Compression {
+        guard case .xz(let preset, _, let dict, let depth) = self else { return self }
+        return .xz(preset: preset, bcj: bcj, dictSize: dict, depth: depth)
+    }
+
     public func withLevel(_ level: Int) -> Compression {
         switch self {
         case .gzip: .gzip(level: level)

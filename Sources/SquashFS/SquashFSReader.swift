@@ -185,8 +185,8 @@ public final class SquashFSImage {
             current = try next?.get() ?? []
             first = nextFirst
         }
-        var out = [UInt8](repeating: 0, count: blockSize)
         if remaining > 0 {
+            var out = [UInt8](repeating: 0, count: blockSize)
             guard e.fragment != Format.noFragment, Int(e.fragment) < fragments.count else {
                 throw SquashFSError("\(path): inode \(e.inodeNumber): \(remaining) bytes of the file have no block or fragment")
             }

@@ -63,10 +63,7 @@ enum RootfsImageStage {
         case "xz":
             // osbuild's tuned default (or exactly the library preset given), plus the BCJ filter for the board's code.
             let bcj: [XZFilter] = arch == "x86_64" ? [.x86] : arch == "aarch64" ? [.arm64] : []
-            guard case .xz(let preset, _, let dict, let depth) = level.map(Compression.defaults(.xz).withLevel) ?? Compression.defaults(.xz) else {
-                throw bad("internal: xz defaults")
-            }
-            c = .xz(preset: preset, bcj: bcj, dictSize: dict, depth: depth)
+            c = (level.map(Compression.defaults(.xz).withLevel) ?? Compression.defaults(.xz)).withXZFilters(bcj)
         case "lz4": c = .lz4(hc: false, level: 0)
         case "lz4hc": c = .lz4(hc: true, level: level ?? 9)
         case "zstd": c = level.map(Compression.defaults(.zstd).withLevel) ?? Compression.defaults(.zstd)
