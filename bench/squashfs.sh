@@ -8,7 +8,10 @@
 #   CORPUS_DIR   input tree (default /work/corpus-a: the realistic rootfs corpus made by
 #                ../shared/corpus/make-corpus-a.sh; it is generated there when missing)
 # Env: RUNS (hyperfine runs, default 2), COMPS (default "gzip xz lz4 zstd"),
-#      BLOCK (block size in bytes, default 131072), WORK (scratch dir, default a temp dir).
+#      BLOCK (block size in bytes, default 131072), WORK (scratch dir, default a temp dir),
+#      SYNC (default 0; 1 times both at equal durability: osbuild --sync, and mksquashfs
+#      followed by `sync FILE`, since mksquashfs leaves its image in the page cache like
+#      `osbuild mkfs` does by default).
 # Needs: hyperfine, mksquashfs (squashfs-tools), GNU time, python3. Run as root so both
 # tools can read every file of the corpus.
 set -euo pipefail
@@ -50,8 +53,10 @@ printf '%-5s %10s %10s %8s %9s %9s %8s %12s %12s %8s %9s %9s\n' comp osbuild_s m
 for comp in $COMPS; do
   osb=(env SOURCE_DATE_EPOCH=1700000000 "$OSB" mkfs squashfs "$CORPUS" "$WORK/osb-$comp.sqfs" --comp "$comp" --block-size "$BLOCK" --all-root)
   mks=(mksquashfs "$CORPUS" "$WORK/mks-$comp.sqfs" -noappend -comp "$comp" -b "$BLOCK" -all-root -no-progress -quiet)
+  otimed="${osb[*]}"; mtimed="${mks[*]}"
+  if [ "${SYNC:-0}" = 1 ]; then otimed="$otimed --sync"; mtimed="sh -c '$mtimed && sync $WORK/mks-$comp.sqfs'"; fi
   hyperfine --style basic --shell=none --runs "$RUNS" \
-    --export-json "$WORK/$comp.json" -n osbuild "${osb[*]}" -n mksquashfs "${mks[*]}" >&2
+    --export-json "$WORK/$comp.json" -n osbuild "$otimed" -n mksquashfs "$mtimed" >&2
   so=$(stat -c %s "$WORK/osb-$comp.sqfs"); sm=$(stat -c %s "$WORK/mks-$comp.sqfs")
   ro=$(rss "${osb[@]}"); rm=$(rss "${mks[@]}")
   python3 - "$WORK/$comp.json" "$comp" "$so" "$sm" "$ro" "$rm" <<'PY'

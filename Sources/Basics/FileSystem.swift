@@ -208,6 +208,18 @@ extension FileSystem.Stat {
     }
 }
 
+/// What `AtomicOutputFile.commit` guarantees beyond the atomic rename.
+public enum Durability: Sendable {
+    /// Data flushed to stable storage (`fsync`) before the rename, with background syncs
+    /// while writing: after a power cut the final name holds the whole file or is absent.
+    /// Stage outputs use this: their done record must never outlive their data.
+    case synced
+    /// Renamed without flushing, like mkfs.erofs, mksquashfs or cp: a killed or failed
+    /// run still never leaves a file under the final name, but a power cut shortly after
+    /// may (the page cache had not reached the disk yet).
+    case renameOnly
+}
+
 /// An output file written under a temporary name and renamed into place only when the
 /// producer finishes without throwing. An interrupted build never leaves a file at the
 /// final path that looks finished; the temp name starts with ".osbuild-tmp-".
@@ -215,6 +227,7 @@ public final class AtomicOutputFile {
     public let finalPath: String
     public let tempPath: String
     public let fd: Int32
+    public let durability: Durability
     private var done = false
     /// Bytes written since write-back was last started (see `noteWritten`).
     private var unflushed = 0
@@ -223,8 +236,9 @@ public final class AtomicOutputFile {
     /// Started once the file is big enough to be worth it (see `noteWritten`).
     private var syncer: BackgroundSync?
 
-    public init(_ path: String, mode: mode_t = 0o644) throws {
+    public init(_ path: String, mode: mode_t = 0o644, durability: Durability = .synced) throws {
         finalPath = path
+        self.durability = durability
         let dir = FileSystem.dirname(path)
         let base = FileSystem.basename(path)
         tempPath = dir + "/.osbuild-tmp-" + base + "-" + String(getpid()) + "-" + String(UInt32.random(in: 0...UInt32.max), radix: 16)
@@ -263,6 +277,7 @@ public final class AtomicOutputFile {
     /// themselves (worker threads with pwrite or copy_file_range) report their bytes
     /// here, from one thread.
     public func noteWritten(_ n: Int) {
+        guard durability == .synced else { return }
         unflushed += n
         unsynced += n
         if unflushed >= 16 << 20 {
@@ -301,7 +316,7 @@ public final class AtomicOutputFile {
         done = true
         let background = stopSyncer()
         var e: Int32 = 0
-        if fsync(fd) != 0 && errno != EINVAL { e = errno }
+        if durability == .synced && fsync(fd) != 0 && errno != EINVAL { e = errno }
         // A write-back error seen by the background sync is reported once, to it.
         if e == 0 { e = background }
         if e != 0 {
@@ -309,7 +324,12 @@ public final class AtomicOutputFile {
             unlink(tempPath)
             throw SystemError("fsync", path: tempPath, errno: e)
         }
-        close(fd)
+        // Without fsync, close is where network filesystems report a failed write.
+        if close(fd) != 0 && errno != EINTR {
+            let e = errno
+            unlink(tempPath)
+            throw SystemError("close", path: tempPath, errno: e)
+        }
         guard Glibc.rename(tempPath, finalPath) == 0 else {
             let e = errno
             unlink(tempPath)

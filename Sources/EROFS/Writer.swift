@@ -12,12 +12,14 @@ public struct EROFSWriter: Sendable {
 
     public init(_ options: EROFSOptions = .init()) { self.options = options }
 
-    /// Builds the image at `path` (atomically: a temp name renamed on success).
+    /// Builds the image at `path` (atomically: a temp name renamed on success; flushed to
+    /// disk first unless `durability` says otherwise).
     /// `progress` receives (input bytes done, input bytes total).
     @discardableResult
-    public func write(tree: FSTree, to path: String, progress: (@Sendable (UInt64, UInt64) -> Void)? = nil) throws -> EROFSStats {
+    public func write(tree: FSTree, to path: String, durability: Durability = .synced,
+                      progress: (@Sendable (UInt64, UInt64) -> Void)? = nil) throws -> EROFSStats {
         try validate()
-        let out = try AtomicOutputFile(path)
+        let out = try AtomicOutputFile(path, durability: durability)
         do {
             var b = try ImageBuilder(tree: tree, options: options, out: out, outputPath: path, progress: progress)
             var stats = try b.build()

@@ -18,12 +18,14 @@ public struct SquashFSWriter: Sendable {
     /// Progress callback: bytes of file data processed, total bytes.
     public typealias Progress = (_ done: UInt64, _ total: UInt64) -> Void
 
+    /// Builds the image at `path` (atomically: a temp name renamed on success; flushed to
+    /// disk first unless `durability` says otherwise).
     @discardableResult
-    public func write(tree: FSTree, to path: String, progress: Progress? = nil) throws -> SquashFSStats {
+    public func write(tree: FSTree, to path: String, durability: Durability = .synced, progress: Progress? = nil) throws -> SquashFSStats {
         try options.validate()
         var phases = PhaseTimes()
         var job = try phases.measure("plan") { try ImageJob(tree: tree, options: options) }
-        let file = try AtomicOutputFile(path)
+        let file = try AtomicOutputFile(path, durability: durability)
         do {
             var stats = try job.run(file: file, progress: progress)
             phases.append(stats.phases)

@@ -14,7 +14,9 @@ struct Erofs: ParsableCommand {
             Defaults: --comp lz4hc --level 9 --cluster-size 64k. Build time and the timestamp of
             compact inodes come from SOURCE_DATE_EPOCH when set (later mtimes are clamped to it).
             Without --uuid the UUID is derived from the image metadata, so equal inputs give
-            byte-identical images.
+            byte-identical images. OUT is written under a temporary name and renamed when
+            complete, so a failed or killed run never leaves a file there; add --sync to also
+            survive a power cut right after (board builds always sync their images).
             """)
 
     @Argument(help: "Source directory or archive.") var source: String
@@ -27,6 +29,7 @@ struct Erofs: ParsableCommand {
     @Flag(name: .customLong("all-root"), help: "Make every entry owned by 0:0.") var allRoot = false
     @Flag(name: .customLong("no-inline"), help: "Never store data tails inline after inodes.") var noInline = false
     @Flag(name: .customLong("no-ztailpacking"), help: "Do not inline the compressed tail of files (needed before Linux 5.17).") var noZtail = false
+    @Flag(help: "Flush the image to disk (fsync) before renaming it into place; by default, as with mkfs.erofs, the page cache writes it back later.") var sync = false
     @Option(help: .hidden) var threads: Int?
     @Flag(name: .shortAndLong, help: "Print the time of each phase (source import, plan, data, metadata, commit).") var verbose = false
 
@@ -63,7 +66,7 @@ struct Erofs: ParsableCommand {
                 opts.buildTime = Timestamp(seconds: epoch)
             }
             let console = Console.shared
-            let stats = try EROFSWriter(opts).write(tree: tree, to: output) { done, total in
+            let stats = try EROFSWriter(opts).write(tree: tree, to: output, durability: sync ? .synced : .renameOnly) { done, total in
                 console.progress("erofs", done: done, total: total)
             }
             console.clearProgress()

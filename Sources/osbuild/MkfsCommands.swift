@@ -22,7 +22,9 @@ struct Mkfs: ParsableCommand {
             Owners, modes, times, devices and xattrs are taken from SRC; with --all-root every \
             entry is owned by 0:0. SOURCE_DATE_EPOCH, when set, clamps newer mtimes and is the \
             superblock time; otherwise the superblock time is the newest mtime in SRC, so the \
-            same input always gives the same bytes.
+            same input always gives the same bytes. OUT is written under a temporary name and \
+            renamed when complete, so a failed or killed run never leaves a file there; add --sync \
+            to also survive a power cut right after (board builds always sync their images).
             """
         )
 
@@ -73,6 +75,9 @@ struct Mkfs: ParsableCommand {
         @Option(help: "Compression threads (default: one per CPU).")
         var threads: Int = 0
 
+        @Flag(help: "Flush the image to disk (fsync) before renaming it into place; by default, as with mksquashfs, the page cache writes it back later.")
+        var sync = false
+
         @Flag(name: .shortAndLong, help: "Print the time of each phase (source import, data, metadata, commit).")
         var verbose = false
 
@@ -116,7 +121,7 @@ struct Mkfs: ParsableCommand {
                 if let epoch { tree.clampMtimes(to: epoch) }
                 let console = Console.shared
                 var shown = -1
-                let stats = try SquashFSWriter(options).write(tree: tree, to: out) { done, total in
+                let stats = try SquashFSWriter(options).write(tree: tree, to: out, durability: sync ? .synced : .renameOnly) { done, total in
                     // Redraw only when the percentage changes (the callback runs per file).
                     let pct = total == 0 ? 100 : Int(done * 100 / total)
                     if pct != shown {

@@ -140,6 +140,42 @@ import Glibc
         }
     }
 
+    /// `osbuild mkfs` leaves the image to the page cache like mkfs.erofs and mksquashfs
+    /// (still written under a temp name and renamed); `--sync` flushes it before the
+    /// rename. strace shows which of the two ran.
+    @Test func mkfsSyncsOnlyWhenAsked() throws {
+        guard let strace = TestEnv.oracle("strace", package: "strace") else { return }
+        let tmp = try TempDir("mkfs-sync")
+        // Big enough (48 MiB) that the synced path also starts its background syncs.
+        try FileSystem.makeDirectories(tmp.sub("src"))
+        _ = try Subprocess.run(["sh", "-ec", "head -c 50331648 /dev/urandom > big; seq 1 1000 > small"], directory: tmp.sub("src"))
+        for fs in ["erofs", "squashfs"] {
+            for sync in [false, true] {
+                let out = tmp.sub("\(fs)-\(sync).img")
+                // Fast codecs keep the debug build quick; the filter keeps strace cheap.
+                let args = [strace, "-f", "-qq", "--seccomp-bpf", "-e", "trace=fsync,fdatasync,rename,renameat,renameat2", "-o", tmp.sub("trace"),
+                            CLI.binary, "mkfs", fs, tmp.sub("src"), out, "--comp", fs == "erofs" ? "none" : "lz4"] + (sync ? ["--sync"] : [])
+                _ = try Subprocess.run(args, environment: ["NO_COLOR": "1"])
+                let calls = try FileSystem.readText(tmp.sub("trace")).split(separator: "\n")
+                let syncs = calls.filter { $0.contains("fsync(") || $0.contains("fdatasync(") }
+                let renames = calls.filter { $0.contains("rename") && $0.contains(".osbuild-tmp-") }
+                #expect(renames.count == 1, "\(fs) sync=\(sync): \(calls)")
+                if sync {
+                    #expect(syncs.contains { $0.contains("fsync(") }, "\(fs) --sync: no fsync before the rename: \(calls)")
+                    #expect(syncs.contains { $0.contains("fdatasync(") }, "\(fs) --sync: no background sync for 48 MiB: \(calls)")
+                } else {
+                    #expect(syncs.isEmpty, "\(fs): synced without --sync: \(syncs)")
+                }
+                #expect(FileSystem.exists(out))
+            }
+        }
+        // Same bytes either way: durability is not part of the image.
+        for fs in ["erofs", "squashfs"] {
+            #expect(try FileSystem.readFile(tmp.sub("\(fs)-false.img")) == FileSystem.readFile(tmp.sub("\(fs)-true.img")))
+        }
+        _ = try Subprocess.run(["fsck.erofs", tmp.sub("erofs-false.img")])
+    }
+
     @Test func badSourceIsAClearErrorAndLeavesNoOutput() throws {
         let tmp = try TempDir("mkfs-bad")
         try tmp.write("not-an-archive.tar", "this is plain text, not a tar archive\n")
