@@ -69,6 +69,8 @@ public enum ArchiveImporter {
         if outer.isAr && !sawData {
             throw ArchiveError(archive: path, "an ar archive without a data.tar.* member (not a .deb package)")
         }
+        // Spilled contents are written in the background: readable from here on.
+        try blobs.sync()
         summary.members = ingester.members
         summary.skipped = ingester.skipped
         return summary

@@ -55,7 +55,7 @@ public enum RootfsAssembler {
         if let epoch = spec.sourceDateEpoch { tree.clampMtimes(to: epoch) }
 
         if let stamp = spec.buildIDPath {
-            let id = try buildID(spec: spec, tree: tree, blobs: blobs)
+            let id = try buildID(spec: spec, tree: tree)
             try tree.insert(stamp, .file(.bytes(Array((id + "\n").utf8)), mtime: genTime), createParents: true, parentTemplate: .directory(mtime: genTime))
         }
         return tree
@@ -64,15 +64,8 @@ public enum RootfsAssembler {
     /// The build-id stamp: SHA-256 over the assembled tree (`TreeDigest`, which covers every
     /// input that reaches the tree: base contents, overlays, tables, overrides, actions,
     /// generated files) plus the board variables and SOURCE_DATE_EPOCH.
-    public static func buildID(spec: RootfsSpec, tree: FSTree, blobs: BlobStore? = nil) throws -> String {
-        let digest = try TreeDigest.compute(tree) { source in
-            // Blob-store files are named by their SHA-256: no need to read them again.
-            if let blobs, case .hostFile(let p, _) = source, FileSystem.dirname(p) == blobs.directory {
-                let name = FileSystem.basename(p)
-                if name.count == 64 { return name }
-            }
-            return nil
-        }
+    public static func buildID(spec: RootfsSpec, tree: FSTree) throws -> String {
+        let digest = try TreeDigest.compute(tree)
         let h = SHA256()
         h.updateField("osbuild-rootfs-build-id-v1")
         h.updateField(digest)

@@ -8,8 +8,8 @@ import FSTree
 /// hard-link identity and content hash. Two trees with equal digests produce the same
 /// images; the build-id stamp is derived from it.
 public enum TreeDigest {
-    /// `knownHash` may supply a content hash without reading (e.g. blob-store files, whose
-    /// names are their SHA-256).
+    /// `knownHash` may supply a content hash without reading it (a caller that already
+    /// knows it).
     public static func compute(_ tree: FSTree, knownHash: (ContentSource) -> String? = { _ in nil }) throws -> String {
         let order = tree.reachableInodes()
         var index: [InodeID: Int] = [:]

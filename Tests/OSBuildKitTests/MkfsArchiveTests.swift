@@ -140,6 +140,56 @@ import Glibc
         }
     }
 
+    /// Members above the 64 KiB inline limit go to one scratch pack next to OUT: many of
+    /// them (block-size boundaries, multi-MiB, duplicates, a hard-linked big file) must
+    /// give the same image bytes as the directory they were packed from, read back right
+    /// (unsquashfs, kernel mount, fsck.erofs), and leave no scratch behind.
+    @Test func spilledMembersGiveTheDirectoryImage() throws {
+        guard Self.tools([("unsquashfs", "squashfs-tools"), ("tar", "tar"), ("zstd", "zstd"), ("fsck.erofs", "erofs-utils")]) else { return }
+        let tmp = try TempDir("mkfs-spill")
+        let src = tmp.sub("src")
+        try FileSystem.makeDirectories(src)
+        _ = try Subprocess.run(["sh", "-ec", """
+            mkdir -p big small
+            i=0
+            for n in 65535 65536 65537 131071 131072 200000 1048575 1048576 1048577 3000001; do
+                head -c $n /dev/urandom > big/r$i; i=$((i+1))
+            done
+            seq 1 400000 > big/text
+            cp big/r9 big/dup-of-r9; cp big/text big/dup-of-text
+            ln big/r7 big/hardlink-r7
+            head -c 300000 /dev/zero > big/zeros
+            for j in $(seq 1 200); do head -c $((j * 53)) /dev/urandom > small/s$j; done
+            chmod 4755 big/r1 && chown 1000:1000 big/r2
+            find . -exec touch -h -d @1690000000 {} +
+            """], directory: src)
+        _ = try Subprocess.run(["sh", "-ec", "tar --format=pax --numeric-owner -C '\(src)' -cf - . | zstd -q -o '\(tmp.sub("src.tar.zst"))'"])
+
+        let strace = TestEnv.oracle("strace", package: "strace")
+        for (fs, comp) in [("squashfs", "gzip"), ("erofs", "none"), ("erofs", "lz4")] {
+            let fromTar = tmp.sub("tar-\(fs)-\(comp).img"), fromDir = tmp.sub("dir-\(fs)-\(comp).img")
+            let args = [fs, tmp.sub("src.tar.zst"), fromTar, "--comp", comp]
+            if let strace {
+                // Every file the import creates next to OUT: one pack, not one per member.
+                let trace = tmp.sub("trace")
+                _ = try Subprocess.run([strace, "-f", "-qq", "-e", "trace=open,openat,creat", "-o", trace, CLI.binary, "mkfs"] + args,
+                                       environment: ["SOURCE_DATE_EPOCH": "1700000000", "NO_COLOR": "1"])
+                let created = try FileSystem.readText(trace).split(separator: "\n").filter { $0.contains("O_CREAT") && $0.contains("/.osbuild-src-") }
+                #expect(created.count == 1 && created.allSatisfy { $0.contains("/pack-") }, "\(fs) \(comp): \(created)")
+            } else {
+                try Self.mkfs(args)
+            }
+            try Self.mkfs([fs, src, fromDir, "--comp", comp])
+            #expect(try FileSystem.readFile(fromTar) == FileSystem.readFile(fromDir), "\(fs) \(comp): archive and directory images differ")
+            let diffs = fs == "squashfs"
+                ? try Self.unsquashfsDiffs(source: src, image: fromTar, tmp: tmp)
+                : try Self.kernelMountDiffs(source: src, image: fromTar, tmp: tmp)
+            #expect(diffs.isEmpty, "\(fs) \(comp): \(diffs.prefix(8).joined(separator: "\n"))")
+            if fs == "erofs" { _ = try Subprocess.run(["fsck.erofs", fromTar]) }
+        }
+        #expect(try FileSystem.listDirectory(tmp.path).filter { $0.hasPrefix(".osbuild") }.isEmpty)
+    }
+
     /// `osbuild mkfs` leaves the image to the page cache like mkfs.erofs and mksquashfs
     /// (still written under a temp name and renamed); `--sync` flushes it before the
     /// rename. strace shows which of the two ran.
