@@ -37,8 +37,15 @@ public enum ArchiveImporter {
     /// Import `path` into `tree`. A `.deb` (ar archive) contributes its `data.tar.*` member.
     @discardableResult
     public static func importArchive(_ path: String, into tree: inout FSTree, blobs: BlobStore, options: Options = .init()) throws -> Summary {
-        let outer = try LibArchiveReader(label: path)
-        try outer.openFile(path)
+        let outer: LibArchiveReader
+        if let decompressor = DecompressThread.start(path) {
+            // A compressed file: the plain stream comes from a second thread.
+            outer = try LibArchiveReader(label: path, filters: false)
+            try outer.openDecompressed(decompressor)
+        } else {
+            outer = try LibArchiveReader(label: path)
+            try outer.openFile(path)
+        }
         var summary = Summary()
         var ingester = Ingester(archive: path, options: options, blobs: blobs)
         var first = true
@@ -96,18 +103,21 @@ final class LibArchiveReader {
     let label: String
     let handle: OpaquePointer
     private var nestedSource: NestedSource?
+    private var decompressor: DecompressThread?
 
-    init(label: String) throws {
+    /// `filters: false` for a stream that is already decompressed.
+    init(label: String, filters: Bool = true) throws {
         self.label = label
         guard let a = archive_read_new() else { throw ArchiveError(archive: label, "libarchive: out of memory") }
         handle = a
-        archive_read_support_filter_all(a)
+        if filters { archive_read_support_filter_all(a) }
         archive_read_support_format_tar(a)
         archive_read_support_format_gnutar(a)
         archive_read_support_format_cpio(a)
         archive_read_support_format_ar(a)
     }
 
+    // The handle goes first; the decompressor (a property) is stopped after it.
     deinit { archive_read_free(handle) }
 
     func openFile(_ path: String) throws {
@@ -133,7 +143,21 @@ final class LibArchiveReader {
         if r != ARCHIVE_OK { throw ArchiveError(archive: label, errorText) }
     }
 
+    /// Read the plain stream `d` decompresses on its thread.
+    func openDecompressed(_ d: DecompressThread) throws {
+        decompressor = d
+        let r = archive_read_open(
+            handle, Unmanaged.passUnretained(d).toOpaque(), nil,
+            { _, client, out -> la_ssize_t in
+                guard let client, let out else { return -1 }
+                return Unmanaged<DecompressThread>.fromOpaque(client).takeUnretainedValue().next(out)
+            }, nil)
+        if r != ARCHIVE_OK { throw ArchiveError(archive: label, errorText) }
+    }
+
     var errorText: String {
+        // A failed decompression is the cause; libarchive only saw the stream end.
+        if let d = decompressor, let f = d.failureText { return f }
         if let p = archive_error_string(handle) { return String(cString: p) }
         return "unreadable archive"
     }
@@ -143,7 +167,11 @@ final class LibArchiveReader {
     var formatName: String {
         var s = archive_format_name(handle).map { String(cString: $0) } ?? "?"
         let filters = archive_filter_count(handle)
-        if filters > 1, let f = archive_filter_name(handle, 0) { s += "/" + String(cString: f) }
+        if let d = decompressor {
+            s += "/" + d.filterName
+        } else if filters > 1, let f = archive_filter_name(handle, 0) {
+            s += "/" + String(cString: f)
+        }
         return s
     }
 

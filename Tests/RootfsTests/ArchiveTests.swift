@@ -1,7 +1,7 @@
 import Basics
 import FSTree
 import Foundation
-import Rootfs
+@testable import Rootfs
 import Testing
 import TestSupport
 
@@ -186,6 +186,53 @@ func makeFixtureTree(_ src: String) throws {
         #expect {
             try ArchiveImporter.importArchive(t.sub("pkg2.tar"), into: &strict, blobs: BlobStore(directory: t.sub("b")), options: .init(followTreeSymlinks: false))
         } throws: { ($0 as? UnsafeArchiveMember)?.member == "./bin/busybox" }
+    }
+
+    /// Compressed archives are decompressed on a second thread: the format names stay as
+    /// libarchive's, a corrupt or cut stream is an error naming the file, and a member
+    /// refused early stops the thread although it still has data to give (the test would
+    /// hang, and hit its time limit, if it did not).
+    @Test(.timeLimit(.minutes(2))) func compressedStreamsOnTheDecompressThread() throws {
+        guard TestEnv.oracle("zstd", package: "zstd") != nil, TestEnv.oracle("xz", package: "xz-utils") != nil else { return }
+        let t = try TempDir("rootfs-decomp")
+        try craft(t.sub("ok.tar"), """
+            import os
+            f(t, './a', os.urandom(1500000))
+            f(t, './b', b'text ' * 500000)
+            """)
+        try craft(t.sub("evil.tar"), """
+            import os
+            f(t, '/etc/osbuild-escape')
+            f(t, './big', b'y' * 12000000)
+            """)
+        _ = try sh("cd \(q(t.path)) && for f in ok evil; do zstd -q $f.tar -o $f.tar.zst; xz -k $f.tar; gzip -n -k $f.tar; done")
+        #expect(DecompressThread.start(t.sub("ok.tar")) == nil)
+        for (ext, filter) in [("zst", "zstd"), ("xz", "xz"), ("gz", "gzip")] {
+            let path = t.sub("ok.tar." + ext)
+            var tree = FSTree()
+            let s = try ArchiveImporter.importArchive(path, into: &tree, blobs: BlobStore(directory: t.sub("b-" + ext)))
+            #expect(s.format.hasSuffix("/" + filter) && s.members == 2, "\(s)")
+            #expect(try contentBytes(tree, "/b") == Array(String(repeating: "text ", count: 500000).utf8))
+            #expect(try contentBytes(tree, "/a").count == 1500000)
+
+            var evil = FSTree()
+            #expect {
+                try ArchiveImporter.importArchive(t.sub("evil.tar." + ext), into: &evil, blobs: BlobStore(directory: t.sub("e-" + ext)))
+            } throws: { ($0 as? UnsafeArchiveMember)?.member == "/etc/osbuild-escape" }
+
+            // Corrupt the middle of the stream (zstd and xz check their data), and cut it in half.
+            let bytes = try FileSystem.readFile(path)
+            var bad = bytes
+            for i in (bytes.count / 2)..<(bytes.count / 2 + 64) { bad[i] ^= 0x5A }
+            try FileSystem.writeAtomically(t.sub("bad.tar." + ext), bad)
+            try FileSystem.writeAtomically(t.sub("cut.tar." + ext), Array(bytes.prefix(bytes.count / 2)))
+            for broken in (ext == "gz" ? [] : ["bad.tar." + ext]) + ["cut.tar." + ext] {
+                var tr = FSTree()
+                #expect {
+                    try ArchiveImporter.importArchive(t.sub(broken), into: &tr, blobs: BlobStore(directory: t.sub("x-" + ext)))
+                } throws: { ($0 as? ArchiveError)?.description.contains(t.sub(broken)) == true }
+            }
+        }
     }
 
     @Test func truncatedArchiveIsAnErrorNamingIt() throws {
