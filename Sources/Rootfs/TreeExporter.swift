@@ -17,7 +17,8 @@ public enum TreeExporter {
 
     /// Export the subtree at `subtree` into `destination` (created; must not exist or be empty).
     /// With `linkHostFiles`, host-file contents are hard-linked instead of copied when possible
-    /// (fast, but the exported file then shares its inode with the source/blob file).
+    /// (fast, but the exported file then shares its inode with the source file; ranges of a
+    /// pack are copied).
     @discardableResult
     public static func export(_ tree: FSTree, subtree: String = "/", to destination: String, linkHostFiles: Bool = false) throws -> Report {
         guard let top = tree.lookup(subtree), tree[top].kind == .directory else {
