@@ -17,8 +17,8 @@ public enum TreeExporter {
 
     /// Export the subtree at `subtree` into `destination` (created; must not exist or be empty).
     /// With `linkHostFiles`, host-file contents are hard-linked instead of copied when possible
-    /// (fast, but the exported file then shares its inode with the source file; ranges of a
-    /// pack are copied).
+    /// (fast, but the exported file then shares its inode with the source file); ranges of a
+    /// pack are copied by the kernel (copy_file_range).
     @discardableResult
     public static func export(_ tree: FSTree, subtree: String = "/", to destination: String, linkHostFiles: Bool = false) throws -> Report {
         guard let top = tree.lookup(subtree), tree[top].kind == .directory else {
@@ -67,6 +67,17 @@ public enum TreeExporter {
         let fd = open(hp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
         guard fd >= 0 else { throw SystemError("create", path: hp, errno: errno) }
         defer { close(fd) }
+        if case .fileRange(let src, let offset, let length) = n.content {
+            // A range of a pack (blob store, stage output): the kernel copies it.
+            let sfd = open(src, O_RDONLY | O_CLOEXEC)
+            guard sfd >= 0 else { throw SystemError("open", path: src, errno: errno) }
+            defer { close(sfd) }
+            let done = try FileCopy.copy(from: sfd, at: offset, to: fd, at: 0, count: length, srcPath: src, dstPath: hp)
+            if done < length { throw ContentReader.ChangedWhileReading(path: src, expected: length) }
+            if fchmod(fd, mode_t(n.permissions)) != 0 { throw SystemError("chmod", path: hp, errno: errno) }
+            try setTime(hp, n.mtime)
+            return
+        }
         let r = try ContentReader(n.content)
         let buf = UnsafeMutableRawBufferPointer.allocate(byteCount: 1 << 20, alignment: 16)
         defer { buf.deallocate() }
