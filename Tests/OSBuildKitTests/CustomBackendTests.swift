@@ -168,8 +168,9 @@ import TestSupport
         let after = try rootfsState()
         let path = try Project(root: proj.path).loader.load("cust").resolvePath("boards/cust/backend")
         #expect(after.state == "stale" && after.reasons == ["input \(path) changed"], "\(after)")
-        let second = try CLI.run(["make", "cust", "--only", "rootfs"], project: proj.path)
-        #expect(second.stdoutText.contains("rootfs"))
+        let second = try CLI.run(["make", "cust", "--only", "rootfs", "--json"], project: proj.path)
+        let summary = try #require(try JSONSerialization.jsonObject(with: Data(second.stdout)) as? [String: Any])
+        #expect((summary["stages"] as? [[String: Any]])?.first { $0["stage"] as? String == "rootfs" }?["outcome"] as? String == "ran", "\(summary)")
         #expect(try rootfsState().state == "cached")
         let tree = try TreeStore.load(from: proj.sub("build/cust/stages/rootfs/tree"))
         let node = tree[try #require(tree.lookup(RaucIntegration.customBackendPath))]
