@@ -12,7 +12,9 @@ import StageRunner
 enum BootloaderStage {
     static let kind = StageKind(
         name: "bootloader", summary: "bootloader files and A/B environment",
-        applies: { $0.string("bootloader.kind") != "none" },
+        // A custom board brings its own boot mechanism (disk.raw / partition content); the
+        // rootfs stage installs its RAUC backend. There is no bootloader stage to run.
+        applies: { !["none", "custom"].contains($0.string("bootloader.kind") ?? "none") },
         make: { ctx in
             let b = ctx.board
             switch b.string("bootloader.kind") {
