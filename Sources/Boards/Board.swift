@@ -45,7 +45,9 @@ public struct Board: Sendable {
     public var compatible: String { string("bundle.compatible") ?? "\(osID)-\(id)" }
 
     /// Absolute path for a path-typed value.
-    public func resolvePath(_ p: String) -> String {
+    public func resolvePath(_ p: String) -> String { Self.resolve(p, projectRoot: projectRoot) }
+
+    static func resolve(_ p: String, projectRoot: String) -> String {
         p.hasPrefix("/") ? p : FileSystem.normalize(projectRoot + "/" + p)
     }
 
@@ -177,6 +179,10 @@ public struct BoardLoader: Sendable {
             }
             if let v = merged["os.version"], let s = v.value.string, !OSVersion.isValid(s) {
                 errors.append(BoardError(location: v.origin ?? SourceLocation(file: displayPath(file)), message: "os.version '\(s)' is not major.minor with an optional suffix (e.g. 12.1, 12.1-rc1, 2.115.3+rev2)"))
+            }
+            // An invalid kind was reported already; its default stand-in would only add noise.
+            if !errors.contains(where: { ($0 as? BoardError)?.location.key == "bootloader.kind" }) {
+                errors.append(contentsOf: BoardValidator.checkBootloader(merged, boardFile: displayPath(file), projectRoot: projectRoot))
             }
         }
         if !errors.isEmpty { throw ErrorList(errors) }

@@ -181,6 +181,7 @@ public enum BoardSettings {
         Setting("initramfs.compression", .choice(["gzip", "xz", "zstd", "lz4", "none"]), default: .string("zstd"), "Initramfs compression."),
 
         Setting("bootloader.kind", .choice(["grub", "uboot", "tryboot", "custom", "none"]), default: .string("none"), "Boot mechanism and A/B switching backend."),
+        Setting("bootloader.backend", .path, "Custom boards only (required with kind = 'custom', refused otherwise): RAUC custom bootloader backend, an executable implementing get-primary/set-primary/get-state/set-state/get-current; installed as /usr/lib/osbuild/custom-backend (0755) and named in /etc/rauc/system.conf."),
         Setting("bootloader.tries", .integer, default: .integer(3), "Boot attempts of a new slot before falling back."),
         Setting("bootloader.firmware-dir", .path, "Raspberry Pi: directory with the firmware blobs (start4.elf, fixup4.dat, ...); default: $OSBUILD_RPI_FIRMWARE."),
         Setting("bootloader.firmware", .stringList, "Raspberry Pi: firmware files copied from firmware-dir into the boot partition (all required)."),

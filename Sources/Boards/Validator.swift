@@ -158,3 +158,43 @@ extension BoardSettings {
         }
     }
 }
+
+extension BoardValidator {
+    /// Checks across keys of a merged (inherited) board: `bootloader.kind = "custom"` names
+    /// the backend RAUC runs, and nothing else takes one. A backend that would be silently
+    /// ignored is refused rather than warned about: the board loader has no warning channel
+    /// and the user believes it takes effect. The file must be a regular file (not a symlink:
+    /// the rootfs stage fingerprints and installs the path's own content).
+    static func checkBootloader(_ merged: [String: ResolvedSetting], boardFile: String, projectRoot: String) -> [BoardError] {
+        let kind = merged["bootloader.kind"]
+        let kindName = kind?.value.string ?? "none"
+        let backend = merged["bootloader.backend"]
+        guard let backend, let path = backend.value.string else {
+            guard kindName == "custom" else { return [] }
+            var via = ""
+            if let o = kind?.origin, o.file != boardFile { via = " (kind inherited from \(o.file)" + (o.line.map { ":\($0)" } ?? "") + ")" }
+            return [BoardError(location: SourceLocation(file: boardFile, key: "bootloader.backend"),
+                               message: "bootloader.kind = \"custom\" needs 'bootloader.backend'\(via): the RAUC custom backend executable "
+                                   + "(get-primary, set-primary, get-state, set-state) that osbuild installs as /usr/lib/osbuild/custom-backend and names in /etc/rauc/system.conf")]
+        }
+        let at = backend.origin ?? SourceLocation(file: boardFile, key: "bootloader.backend")
+        guard kindName == "custom" else {
+            return [BoardError(location: at, message: "'bootloader.backend' applies only to bootloader.kind = \"custom\", and this board's kind is \"\(kindName)\": remove it or set kind = \"custom\"")]
+        }
+        let resolved = Board.resolve(path, projectRoot: projectRoot)
+        let problem: String?
+        do {
+            if let st = try FileSystem.lstatIfExists(resolved) {
+                if st.isRegular { problem = nil } else if st.isSymlink {
+                    problem = "is a symbolic link; name the file itself (its content is what the rootfs stage installs and fingerprints)"
+                } else if st.isDirectory { problem = "is a directory, not a regular file" } else { problem = "is not a regular file" }
+            } else {
+                problem = "does not exist"
+            }
+        } catch {
+            problem = "cannot be read: \(error)"
+        }
+        guard let problem else { return [] }
+        return [BoardError(location: at, message: "bootloader.backend \(resolved) \(problem)")]
+    }
+}

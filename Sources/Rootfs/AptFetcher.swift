@@ -11,6 +11,19 @@ public struct AptFetcher {
     public struct LockEntry: Codable, Sendable, Hashable {
         public var file: String
         public var sha256: String
+
+        public init(file: String, sha256: String) {
+            self.file = file
+            self.sha256 = sha256
+        }
+
+        /// "FILE sha256:HEX": what a stage records for the pin it used.
+        public var resolvedValue: String { file + " sha256:" + sha256 }
+
+        init?(resolvedValue v: String) {
+            guard let r = v.range(of: " sha256:", options: .backwards) else { return nil }
+            self.init(file: String(v[..<r.lowerBound]), sha256: String(v[r.upperBound...]))
+        }
     }
 
     public struct LockFile: Codable, Sendable, Hashable {
@@ -31,14 +44,23 @@ public struct AptFetcher {
     public let cacheDirectory: String
     public let lockPath: String
     public var log: RootfsLog
+    /// Told the lock key and pin of every package `fetch` returns: a build stage records
+    /// them as resolved inputs ("apt:KEY" -> `resolvedValue`), so a changed pin reruns it.
+    public var onUse: (_ spec: String, _ pin: LockEntry) -> Void
 
-    public init(cacheDirectory: String, lockPath: String? = nil, log: @escaping RootfsLog = { _ in }) {
+    public init(cacheDirectory: String, lockPath: String? = nil, log: @escaping RootfsLog = { _ in },
+                onUse: @escaping (_ spec: String, _ pin: LockEntry) -> Void = { _, _ in }) {
         self.cacheDirectory = cacheDirectory
-        self.lockPath = lockPath ?? cacheDirectory + "/apt-lock.json"
+        self.lockPath = lockPath ?? Self.defaultLockPath(cacheDirectory: cacheDirectory)
         self.log = log
+        self.onUse = onUse
     }
 
-    public func loadLock() throws -> LockFile {
+    public static func defaultLockPath(cacheDirectory: String) -> String { cacheDirectory + "/apt-lock.json" }
+
+    public func loadLock() throws -> LockFile { try Self.loadLock(lockPath) }
+
+    static func loadLock(_ lockPath: String) throws -> LockFile {
         guard FileSystem.exists(lockPath) else { return LockFile() }
         do {
             return try JSONDecoder().decode(LockFile.self, from: Data(try FileSystem.readFile(lockPath)))
@@ -47,6 +69,29 @@ public struct AptFetcher {
         } catch {
             throw RootfsError("\(lockPath): not a valid apt lock file (\(error)); fix or delete it")
         }
+    }
+
+    // MARK: pins as resolved inputs
+
+    /// Resolved-input key kind of apt pins: a stage records "apt:<lock key>".
+    public static let resolvedKind = "apt"
+
+    /// The pin of `spec` in the lock file now, as a resolved-input value ("FILE sha256:HEX"),
+    /// or nil when the lock has no entry for it. Reads only the lock file (no apt, no
+    /// network): this runs on every plan and no-op build.
+    public static func currentPin(spec: String, lockPath: String) throws -> String? {
+        try loadLock(lockPath).packages[spec]?.resolvedValue
+    }
+
+    /// Stale reason for a pin that changed (`now`) or vanished (`now` nil) since a stage used it.
+    public static func describePinChange(key: String, recorded: String, now: String?, lockPath: String) -> String {
+        let old = LockEntry(resolvedValue: recorded)
+        guard let now else {
+            return "\(key) no longer pinned in \(lockPath) (the stage used \(old?.file ?? recorded)); it will fetch and pin the package again"
+        }
+        guard let o = old, let n = LockEntry(resolvedValue: now) else { return "\(key) pin changed: \(recorded) -> \(now)" }
+        if o.file != n.file { return "\(key) pin changed: \(o.file) -> \(n.file) (in \(lockPath))" }
+        return "\(key) pin changed: \(o.file) sha256 \(o.sha256) -> \(n.sha256) (in \(lockPath))"
     }
 
     func saveLock(_ lock: LockFile) throws {
@@ -89,14 +134,17 @@ public struct AptFetcher {
             guard sum == entry.sha256 else {
                 throw Mismatch(package: spec, path: path, expected: entry.sha256, actual: sum, lockFile: lockPath)
             }
+            onUse(spec, entry)
             return path
         }
         let file = try download(spec)
         let path = cacheDirectory + "/" + file
         let sum = try SHA256.hexOfFile(at: path)
-        lock.packages[spec] = LockEntry(file: file, sha256: sum)
+        let entry = LockEntry(file: file, sha256: sum)
+        lock.packages[spec] = entry
         try saveLock(lock)
         log("apt:\(spec): pinned \(file) sha256 \(sum) in \(lockPath)")
+        onUse(spec, entry)
         return path
     }
 

@@ -16,14 +16,16 @@ public enum RootfsAssembler {
     /// - Parameters:
     ///   - downloadCache: shared download cache (apt packages, default lock file).
     ///   - blobDirectory: scratch store for big archive members (default `<downloadCache>/rootfs-blobs`).
+    ///   - aptUsed: told the lock key and pin of each `apt:` input used (see `AptFetcher.onUse`).
     public static func assemble(_ spec: RootfsSpec, downloadCache: String, blobDirectory: String? = nil,
-                                log: @escaping RootfsLog = { _ in }) throws -> FSTree {
+                                log: @escaping RootfsLog = { _ in },
+                                aptUsed: @escaping (_ spec: String, _ pin: AptFetcher.LockEntry) -> Void = { _, _ in }) throws -> FSTree {
         let genTime = Timestamp(seconds: spec.sourceDateEpoch ?? Int64(time(nil)))
         let blobs = try BlobStore(directory: blobDirectory ?? downloadCache + "/rootfs-blobs")
         var tree = FSTree(root: .directory(mtime: genTime))
         let hostOptions = FSTree.HostImportOptions(ownership: spec.hostOwnership == .root ? .root : .host, readXAttrs: spec.hostXAttrs)
 
-        let apt = AptFetcher(cacheDirectory: downloadCache, lockPath: spec.aptLockFile, log: log)
+        let apt = AptFetcher(cacheDirectory: downloadCache, lockPath: spec.aptLockFile, log: log, onUse: aptUsed)
         for input in spec.base {
             switch input {
             case .directory(let dir):

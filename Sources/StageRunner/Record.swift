@@ -18,6 +18,10 @@ public struct StageRecord: Codable, Sendable, Equatable {
     /// The individual fingerprint parts ("path:...", "key:...", "tool:...", "dep:...", "extra:..."),
     /// kept so `plan` can say *why* a stage is stale.
     public var components: [String: String]
+    /// Values the stage resolved while running (`StageContext.resolved`), re-checked by
+    /// its `resolvedChecks` before each build. nil in records written before osbuild
+    /// tracked them: such a record is stale once for a stage that declares checks.
+    public var resolved: [String: String]?
     public var outputs: [Output]
     /// Hash over all outputs' paths and contents: what downstream stages fingerprint.
     public var outputDigest: String

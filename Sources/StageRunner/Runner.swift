@@ -182,6 +182,32 @@ public final class StageRunner: @unchecked Sendable {
         return key
     }
 
+    /// Why the values a stage resolved in its last run (see `StageContext.resolved`) no
+    /// longer hold; empty when they all do. Cheap: each check reads local state only.
+    func resolvedChanges(_ stage: Stage, record: StageRecord) -> [String] {
+        let checks = stage.inputs.resolvedChecks
+        guard let recorded = record.resolved else {
+            if checks.isEmpty { return [] }
+            return ["the done record predates resolved-input tracking (" + checks.keys.sorted().map { $0 + ":" }.joined(separator: ", ")
+                    + " inputs); rebuilding once to record what the stage uses"]
+        }
+        var reasons: [String] = []
+        for key in recorded.keys.sorted(by: ByteOrder.less) {
+            let value = recorded[key] ?? ""
+            guard let colon = key.firstIndex(of: ":"), let check = checks[String(key[..<colon])] else {
+                reasons.append("resolved input \(key) has no check in this stage any more")
+                continue
+            }
+            do {
+                let now = try check.current(String(key[key.index(after: colon)...]), downloadCache)
+                if now != value { reasons.append(check.explain(key, value, now, downloadCache)) }
+            } catch {
+                reasons.append("resolved input \(key) could not be checked: \((error as? any UserError)?.description ?? String(describing: error))")
+            }
+        }
+        return reasons
+    }
+
     // MARK: plan
 
     /// What `make` would do, without running anything.
@@ -235,6 +261,8 @@ public final class StageRunner: @unchecked Sendable {
             let r = StageRunner.describeChanges(old: record.components, new: comps)
             return .stale(reasons: r.isEmpty ? ["fingerprint changed"] : r)
         }
+        let resolved = resolvedChanges(stage, record: record)
+        if !resolved.isEmpty { return .stale(reasons: resolved) }
         if let problem = OutputScanner.quickCheck(buildDir.outputDir(stage.name), record.outputs) {
             return .stale(reasons: [problem])
         }
@@ -335,7 +363,7 @@ public final class StageRunner: @unchecked Sendable {
             }
             let comps = try components(of: stage, depDigests: digests, hasher: hasher)
             let fp = StageRunner.fingerprint(comps)
-            if !forced, let rec = records.get(name), rec.fingerprint == fp,
+            if !forced, let rec = records.get(name), rec.fingerprint == fp, resolvedChanges(stage, record: rec).isEmpty,
                OutputScanner.quickCheck(buildDir.outputDir(name), rec.outputs) == nil {
                 return OneResult(result: StageResult(name: name, outcome: .cached, logPath: log), state: .cached)
             }
@@ -389,7 +417,9 @@ public final class StageRunner: @unchecked Sendable {
             return o
         }
         let seconds = Date().timeIntervalSince(t0)
-        let record = StageRecord(stage: stage.name, fingerprint: fingerprint, components: components, outputs: committed,
+        let resolved = ctx.resolvedInputs
+        for k in resolved.keys.sorted(by: ByteOrder.less) { log.line("  resolved \(k) = \(resolved[k] ?? "")") }
+        let record = StageRecord(stage: stage.name, fingerprint: fingerprint, components: components, resolved: resolved, outputs: committed,
                                  outputDigest: scan.digest, seconds: seconds, finishedAt: Date().timeIntervalSince1970)
         try buildDir.writeRecord(record)
         records.set(stage.name, record)

@@ -13,12 +13,42 @@ public struct StageInputs: Sendable {
     public var tools: [String: String]
     /// Anything else that changes the output (implementation version, env values).
     public var extra: [String: String]
+    /// Plan-time checks for values the stage resolves while it runs (`StageContext.resolved`),
+    /// by key kind: a resolved key "KIND:NAME" is checked by `resolvedChecks[KIND]`.
+    public var resolvedChecks: [String: ResolvedInputCheck]
 
-    public init(paths: [String] = [], keys: [String: String] = [:], tools: [String: String] = [:], extra: [String: String] = [:]) {
+    public init(paths: [String] = [], keys: [String: String] = [:], tools: [String: String] = [:], extra: [String: String] = [:],
+                resolvedChecks: [String: ResolvedInputCheck] = [:]) {
         self.paths = paths
         self.keys = keys
         self.tools = tools
         self.extra = extra
+        self.resolvedChecks = resolvedChecks
+    }
+}
+
+/// How a stage's resolved inputs are re-checked before each build. A resolved input is
+/// something the stage only learns while running (the exact package file a name resolved
+/// to, a pinned download): its value is stored in the done record, and on every plan or
+/// make `current` maps the recorded name back to its value now. A different value, or
+/// none, makes the stage stale. `current` runs on every no-op build: it must be cheap and
+/// offline (read a lock file, never ask a network service).
+public struct ResolvedInputCheck: Sendable {
+    /// The value `name` (the key without "KIND:") has now, or nil when it no longer
+    /// resolves. `downloadCache` is the one the runner hands to stages.
+    public var current: @Sendable (_ name: String, _ downloadCache: String) throws -> String?
+    /// The stale reason for a changed (`now` non-nil) or vanished (`now` nil) value.
+    public var explain: @Sendable (_ key: String, _ recorded: String, _ now: String?, _ downloadCache: String) -> String
+
+    public init(current: @escaping @Sendable (_ name: String, _ downloadCache: String) throws -> String?,
+                explain: @escaping @Sendable (_ key: String, _ recorded: String, _ now: String?, _ downloadCache: String) -> String
+                    = ResolvedInputCheck.defaultExplanation) {
+        self.current = current
+        self.explain = explain
+    }
+
+    public static let defaultExplanation: @Sendable (String, String, String?, String) -> String = { key, recorded, now, _ in
+        now.map { "resolved input \(key) changed: \(recorded) -> \($0)" } ?? "resolved input \(key) (\(recorded)) no longer resolves"
     }
 }
 
@@ -71,6 +101,7 @@ public final class StageContext: Sendable {
     public let jobs: Int
     public let log: StageLog
     private let progressSink: (@Sendable (String, UInt64, UInt64) -> Void)?
+    private let resolvedValues = ResolvedValues()
 
     init(stageName: String, outputDir: String, upstream: [String: String], scratchDir: String, downloadCache: String, jobs: Int, log: StageLog, progress: (@Sendable (String, UInt64, UInt64) -> Void)?) {
         self.stageName = stageName
@@ -91,10 +122,27 @@ public final class StageContext: Sendable {
         return d
     }
 
+    /// Record a value the stage resolved while running (e.g. "apt:NAME" -> the pinned
+    /// file and its sha256). It is stored in the done record, and the stage's
+    /// `StageInputs.resolvedChecks[KIND]` re-checks it before every later build.
+    public func resolved(_ key: String, _ value: String) {
+        resolvedValues.set(key, value)
+    }
+
+    var resolvedInputs: [String: String] { resolvedValues.all }
+
     /// Report byte-oriented progress (a bar on a TTY; nothing in plain mode).
     public func progress(done: UInt64, total: UInt64) {
         progressSink?(stageName, done, total)
     }
+}
+
+/// Resolved inputs reported by a stage body (possibly from several threads).
+final class ResolvedValues: @unchecked Sendable {
+    private let lock = NSLock()
+    private var values: [String: String] = [:]
+    func set(_ k: String, _ v: String) { lock.lock(); values[k] = v; lock.unlock() }
+    var all: [String: String] { lock.lock(); defer { lock.unlock() }; return values }
 }
 
 /// A stage's log file (build/BOARD/logs/STAGE.log), truncated at the start of each run.

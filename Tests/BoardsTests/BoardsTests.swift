@@ -1,4 +1,5 @@
 import Basics
+import Glibc
 import Boards
 import Testing
 import TestSupport
@@ -233,5 +234,57 @@ let minimal = """
         #expect(a.canonical == "[{\"bootable\"=true,\"name\"=\"boot\",\"size\"=5}]")
         let m = BoardValue.map(["z": "1", "a": "2", "m": "3"])
         #expect(m.canonical == "{\"a\"=\"2\",\"m\"=\"3\",\"z\"=\"1\"}")
+    }
+}
+
+/// `bootloader.kind = "custom"` and `bootloader.backend` go together; the backend must be
+/// a regular file. Every error names the board file, line and key.
+@Suite struct CustomBootloaderValidationTests {
+    static func board(_ bootloader: String) -> String {
+        "name = \"C\"\narch = \"aarch64\"\n[os]\nversion = \"1.0\"\n[bootloader]\n" + bootloader
+    }
+
+    @Test func customNeedsABackendAndLoadsWithOne() throws {
+        let p = try BoardProject(["c": Self.board("kind = \"custom\"\n"),
+                                  "ok": Self.board("kind = \"custom\"\nbackend = \"boards/backend.sh\"\n")])
+        try p.tmp.write("boards/backend.sh", "#!/bin/sh\n", mode: 0o755)
+        #expect(p.errors("c") == ["boards/c.toml (bootloader.backend): bootloader.kind = \"custom\" needs 'bootloader.backend': the RAUC custom backend executable "
+                                  + "(get-primary, set-primary, get-state, set-state) that osbuild installs as /usr/lib/osbuild/custom-backend and names in /etc/rauc/system.conf"])
+        let ok = try p.loader.load("ok")
+        #expect(ok.resolvePath(try #require(ok.string("bootloader.backend"))) == p.loader.projectRoot + "/boards/backend.sh")
+    }
+
+    @Test func inheritedCustomKindIsNamedInTheError() throws {
+        let p = try BoardProject(["base": "abstract = true\nname = \"B\"\n[bootloader]\nkind = \"custom\"\n",
+                                  "child": "inherit = \"base\"\nname = \"C\"\narch = \"aarch64\"\n[os]\nversion = \"1.0\"\n"])
+        // The abstract parent is only a parent: no backend needed there.
+        #expect(p.errors("base").isEmpty)
+        let errs = p.errors("child")
+        #expect(errs.count == 1 && errs[0].hasPrefix("boards/child.toml (bootloader.backend): bootloader.kind = \"custom\" needs 'bootloader.backend' (kind inherited from boards/base.toml:4): "), "\(errs)")
+    }
+
+    @Test func backendWithAnotherKindIsRefused() throws {
+        let p = try BoardProject(["u": Self.board("kind = \"uboot\"\nbackend = \"boards/backend.sh\"\n"),
+                                  "n": Self.board("backend = \"boards/backend.sh\"\n"),
+                                  "bad": Self.board("kind = \"custum\"\nbackend = \"boards/backend.sh\"\n")])
+        try p.tmp.write("boards/backend.sh", "#!/bin/sh\n", mode: 0o755)
+        #expect(p.errors("u") == ["boards/u.toml:7 (bootloader.backend): 'bootloader.backend' applies only to bootloader.kind = \"custom\", and this board's kind is \"uboot\": remove it or set kind = \"custom\""])
+        #expect(p.errors("n") == ["boards/n.toml:6 (bootloader.backend): 'bootloader.backend' applies only to bootloader.kind = \"custom\", and this board's kind is \"none\": remove it or set kind = \"custom\""])
+        // A misspelt kind is reported once, not again as "backend with kind none".
+        let bad = p.errors("bad")
+        #expect(bad.count == 1 && bad[0].hasPrefix("boards/bad.toml:6 (bootloader.kind): 'bootloader.kind' = \"custum\" is not one of"), "\(bad)")
+    }
+
+    @Test func backendMustBeARegularFile() throws {
+        let p = try BoardProject(["m": Self.board("kind = \"custom\"\nbackend = \"boards/missing.sh\"\n"),
+                                  "d": Self.board("kind = \"custom\"\nbackend = \"boards\"\n"),
+                                  "l": Self.board("kind = \"custom\"\nbackend = \"boards/link.sh\"\n")])
+        try p.tmp.write("boards/backend.sh", "#!/bin/sh\n", mode: 0o755)
+        #expect(symlink("backend.sh", p.tmp.sub("boards/link.sh")) == 0)
+        let root = p.loader.projectRoot
+        #expect(p.errors("m") == ["boards/m.toml:7 (bootloader.backend): bootloader.backend \(root)/boards/missing.sh does not exist"])
+        #expect(p.errors("d") == ["boards/d.toml:7 (bootloader.backend): bootloader.backend \(root)/boards is a directory, not a regular file"])
+        #expect(p.errors("l") == ["boards/l.toml:7 (bootloader.backend): bootloader.backend \(root)/boards/link.sh is a symbolic link; "
+                                  + "name the file itself (its content is what the rootfs stage installs and fingerprints)"])
     }
 }

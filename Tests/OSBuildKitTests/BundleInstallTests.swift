@@ -269,8 +269,10 @@ private func partitionSHA(_ image: String, _ part: Part) throws -> String {
         let u = try f.install(f.bundleV2, image: img, ["--board", "qemu-uboot", "--compatible", "osbuild-qemu-x86-64"])
         #expect(u.status == 1 && u.stderrText.contains("U-Boot environment in partition bootstate: U-Boot environment CRC32"), "\(u.stderrText)")
         let custom = f.project + "/boards/qemu-custom.toml"
-        try FileSystem.writeAtomically(custom, "inherit = \"qemu-x86-64\"\n[bootloader]\nkind = \"custom\"\n")
-        defer { unlink(custom) }
+        let backend = f.project + "/boards/qemu-custom-backend"
+        try FileSystem.writeAtomically(backend, "#!/bin/sh\nexit 1\n", mode: 0o755)
+        try FileSystem.writeAtomically(custom, "inherit = \"qemu-x86-64\"\n[bootloader]\nkind = \"custom\"\nbackend = \"boards/qemu-custom-backend\"\n")
+        defer { unlink(custom); unlink(backend) }
         let c = try f.install(f.bundleV2, image: img, ["--board", "qemu-custom", "--compatible", "osbuild-qemu-x86-64"])
         #expect(c.status != 0 && c.stderrText.contains("is not supported by offline install"), "\(c.stderrText)")
         #expect(try SHA256.hexOfFile(at: img) == before)

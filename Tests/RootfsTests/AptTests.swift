@@ -46,4 +46,27 @@ import TestSupport
         // Unknown package: apt-get's failure is reported.
         #expect(throws: (any Error).self) { try fetcher.fetch("osbuild-no-such-package-xyz") }
     }
+
+    /// What build stages record for a pin and how a change is described (no apt-get).
+    @Test func pinsAsResolvedInputValues() throws {
+        let t = try TempDir("aptpin")
+        let lock = t.sub("apt-lock.json")
+        #expect(try AptFetcher.currentPin(spec: "busybox-static", lockPath: lock) == nil)
+        let a = String(repeating: "a", count: 64), b = String(repeating: "b", count: 64)
+        let old = "busybox-static_1%3a1.35.0-4+b3_amd64.deb"
+        try t.write("apt-lock.json", "{\"packages\": {\"busybox-static\": {\"file\": \"\(old)\", \"sha256\": \"\(a)\"}}}")
+        let v = try #require(try AptFetcher.currentPin(spec: "busybox-static", lockPath: lock))
+        #expect(v == old + " sha256:" + a)
+        #expect(v == AptFetcher.LockEntry(file: old, sha256: a).resolvedValue)
+        #expect(try AptFetcher.currentPin(spec: "busybox-static:arm64", lockPath: lock) == nil)
+        let newer = AptFetcher.LockEntry(file: "busybox-static_1%3a1.36.1-9_amd64.deb", sha256: b).resolvedValue
+        #expect(AptFetcher.describePinChange(key: "apt:busybox-static", recorded: v, now: newer, lockPath: lock)
+                == "apt:busybox-static pin changed: \(old) -> busybox-static_1%3a1.36.1-9_amd64.deb (in \(lock))")
+        #expect(AptFetcher.describePinChange(key: "apt:busybox-static", recorded: v, now: AptFetcher.LockEntry(file: old, sha256: b).resolvedValue, lockPath: lock)
+                == "apt:busybox-static pin changed: \(old) sha256 \(a) -> \(b) (in \(lock))")
+        #expect(AptFetcher.describePinChange(key: "apt:busybox-static", recorded: v, now: nil, lockPath: lock)
+                == "apt:busybox-static no longer pinned in \(lock) (the stage used \(old)); it will fetch and pin the package again")
+        try t.write("apt-lock.json", "[")
+        #expect { try AptFetcher.currentPin(spec: "busybox-static", lockPath: lock) } throws: { "\($0)".contains("\(lock): not a valid apt lock file") }
+    }
 }

@@ -22,12 +22,11 @@ enum KernelStage {
                                     reason: "building the kernel from kernel.source (issue 6, item 5); set kernel.package for a prebuilt kernel")
             }
             let inputs = StageInputs(keys: ctx.keys(["kernel.package", "arch"]), tools: ["depmod": ctx.toolVersion("depmod")],
-                                     extra: ["SOURCE_DATE_EPOCH": String(ctx.epoch)])
+                                     extra: ["SOURCE_DATE_EPOCH": String(ctx.epoch)], resolvedChecks: AptPins.checks())
             return Stage(name: "kernel", summary: "prebuilt kernel from \(package)", inputs: inputs) { sctx in
                 let debArch = try DebianArch.of(board.arch)
                 let real = try DebianArch.resolveMetapackage(package, arch: debArch, log: sctx.log)
-                let fetcher = AptFetcher(cacheDirectory: sctx.downloadCache + "/apt", log: { sctx.log.line($0) })
-                let deb = try fetcher.fetch(debArch == DebianArch.host ? real : "\(real):\(debArch)")
+                let deb = try AptPins.fetcher(sctx).fetch(debArch == DebianArch.host ? real : "\(real):\(debArch)")
                 sctx.log.line("kernel package \(real): \(deb)")
                 var tree = FSTree()
                 let blobs = try BlobStore(directory: sctx.scratchDir + "/blobs")

@@ -128,14 +128,14 @@ enum UBootBoot {
         _ = try script(board: b, kernelGzip: false)  // layout errors now, not mid-build
         let epoch = ctx.epoch
         let inputs = StageInputs(paths: PiBootFiles.firmwareInputs(b), keys: ctx.keys(["bootloader.*", "arch", "kernel.cmdline", "disk.partition", "disk.table", "disk.id"]),
-                                 extra: ["SOURCE_DATE_EPOCH": String(epoch), "firmware-dir": PiBootFiles.firmwareDirectory(b) ?? "<unset>"])
+                                 extra: ["SOURCE_DATE_EPOCH": String(epoch), "firmware-dir": PiBootFiles.firmwareDirectory(b) ?? "<unset>"],
+                                 resolvedChecks: AptPins.checks())
         return Stage(name: "bootloader", summary: "U-Boot (Raspberry Pi) + A/B boot.scr", dependencies: ["kernel"], inputs: inputs) { sctx in
             let boot = sctx.outputDir + "/boot"
             try FileSystem.makeDirectories(boot)
             let fw = try PiBootFiles.copyFirmware(b, to: boot)
             // u-boot.bin from Debian's u-boot-rpi (rpi_arm64: one binary for Pi 3/4, 64-bit).
-            let fetcher = AptFetcher(cacheDirectory: sctx.downloadCache + "/apt", log: { sctx.log.line($0) })
-            let deb = try fetcher.fetch(try DebianArch.qualify("u-boot-rpi", arch: b.arch))
+            let deb = try AptPins.fetcher(sctx).fetch(try DebianArch.qualify("u-boot-rpi", arch: b.arch))
             var tree = FSTree()
             let blobs = try BlobStore(directory: sctx.scratchDir + "/blobs")
             _ = try ArchiveImporter.importArchive(deb, into: &tree, blobs: blobs)

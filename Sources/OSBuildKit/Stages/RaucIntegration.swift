@@ -8,12 +8,16 @@ import FSTree
 /// board itself: compatible, bootloader backend, and one slot per partition that has a
 /// `slot` (kernel*, system*/rootfs*, boot-*), addressed by partition label.
 enum RaucIntegration {
+    /// Where a `bootloader.kind = "custom"` board's own backend (`bootloader.backend`) goes.
+    static let customBackendPath = "/usr/lib/osbuild/custom-backend"
+
     static func systemConf(for b: Board) throws -> RaucSystemConfig? {
         let bootloader: RaucSystemConfig.Bootloader
         switch b.string("bootloader.kind") ?? "none" {
         case "grub": bootloader = .grub(grubenv: "/mnt/boot/grub/grubenv")
         case "uboot": bootloader = .uboot
-        case "tryboot", "custom": bootloader = .custom(backend: TrybootBackendScript.installPath)
+        case "tryboot": bootloader = .custom(backend: TrybootBackendScript.installPath)
+        case "custom": bootloader = .custom(backend: customBackendPath)
         default: return nil
         }
         var slots: [RaucSystemConfig.Slot] = []
@@ -72,6 +76,14 @@ enum RaucIntegration {
         if b.string("bootloader.kind") == "tryboot" {
             try tree.insert(TrybootBackendScript.installPath, .file(.bytes(Array(try TrybootBoot.backendScript(board: b).utf8)), permissions: 0o755, mtime: mtime),
                             createParents: true, parentTemplate: dir)
+        }
+        // A custom board brings its own backend; the loader checked it is a regular file.
+        if b.string("bootloader.kind") == "custom" {
+            guard let backend = b.string("bootloader.backend") else {
+                throw MessageError("\(b.file): bootloader.kind = \"custom\" needs bootloader.backend", exitCode: ExitStatus.usage)
+            }
+            let bytes = try FileSystem.readFile(b.resolvePath(backend))
+            try tree.insert(customBackendPath, .file(.bytes(bytes), permissions: 0o755, mtime: mtime), createParents: true, parentTemplate: dir)
         }
     }
 }

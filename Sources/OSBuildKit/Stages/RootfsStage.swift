@@ -22,13 +22,20 @@ enum RootfsStage {
             }
             for case .writeFile(_, .file(let p), _, _, _) in spec.actions { paths.append(p) }
             paths += [ctx.board.string("bundle.cert")].compactMap { $0.map(ctx.board.resolvePath) }
-            let inputs = StageInputs(paths: paths, keys: ctx.keys(["rootfs.*", "os.*", "arch", "bootloader.kind", "bootloader.tries", "disk.partition", "disk.table", "disk.id", "bundle.*"]),
-                                     extra: ["SOURCE_DATE_EPOCH": String(ctx.epoch)])
+            var keys = ctx.keys(["rootfs.*", "os.*", "arch", "bootloader.kind", "bootloader.tries", "disk.partition", "disk.table", "disk.id", "bundle.*"])
+            // A custom board's RAUC backend is copied into the tree (RaucIntegration); only
+            // boards that set it carry the key, so other boards' fingerprints stay as they were.
+            if let backend = ctx.board.string("bootloader.backend") {
+                paths.append(ctx.board.resolvePath(backend))
+                keys["bootloader.backend"] = ctx.board.values["bootloader.backend"]?.value.canonical
+            }
+            let inputs = StageInputs(paths: paths, keys: keys, extra: ["SOURCE_DATE_EPOCH": String(ctx.epoch)],
+                                     resolvedChecks: AptPins.checks(lockPath: spec.aptLockFile))
             let keysDir = ctx.project.root + "/keys"
             let board = ctx.board
             return Stage(name: "rootfs", summary: "assemble the root filesystem tree", inputs: inputs) { sctx in
                 var tree = try RootfsAssembler.assemble(spec, downloadCache: sctx.downloadCache, blobDirectory: sctx.scratchDir + "/blobs",
-                                                        log: { sctx.log.line($0) })
+                                                        log: { sctx.log.line($0) }, aptUsed: AptPins.recorder(sctx))
                 try RaucIntegration.install(into: &tree, board: board, keysDir: keysDir, mtime: tree.root.mtime)
                 try TreeStore.save(tree, to: sctx.outputDir + "/tree")
                 try FileSystem.writeAtomically(sctx.outputDir + "/rootfs.list", TreeListing.render(tree))
