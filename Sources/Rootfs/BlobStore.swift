@@ -183,8 +183,9 @@ final class PackWriter: @unchecked Sendable {
         available = DispatchSemaphore(value: Self.depth)
     }
 
+    // Every queued write holds `self`, so this runs after the last one (possibly on the
+    // queue itself: it must not wait for the queue).
     deinit {
-        queue.sync {}
         close(fd)
         for b in buffers { b.deallocate() }
     }
