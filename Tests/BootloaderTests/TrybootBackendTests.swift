@@ -137,9 +137,8 @@ import TestSupport
     /// Debian's rauc talks to `rauc service` over D-Bus (a private session bus here) and
     /// takes the booted slot only from /proc/cmdline (bind-mounted in a mount namespace).
     @Test func raucDrivesTheBackend() throws {
-        guard let bb = TestEnv.oracle("busybox", package: "busybox-static"), let rauc = TestEnv.oracle("rauc", package: "rauc"),
-              let session = TestEnv.oracle("dbus-run-session", package: "dbus-daemon"), let unshare = TestEnv.oracle("unshare", package: "util-linux") else { return }
         let dir = try TempDir("tryboot-backend-rauc")
+        guard let bb = TestEnv.oracle("busybox", package: "busybox-static"), let service = RaucService(directory: dir.path) else { return }
         let script = try Self.setup(dir, 2, 3)
         // The shebang is the rootfs's /bin/busybox; run through this host's busybox-static.
         let wrapper = try dir.write("backend", "#!/bin/sh\nexec \(bb) sh \(script) \"$@\"\n", mode: 0o755)
@@ -167,43 +166,21 @@ import TestSupport
         try dir.write("cmdline", "console=ttyAMA0 rauc.slot=A ro\n")
         try dir.write("committed.txt", try Self.text(3, 2))
         try dir.write("odd.txt", "[all]\nboot_partition=2\n")
-        // Each step's rauc output in N.out / N.err and autoboot.txt afterwards in N.txt.
-        let steps = [["status", "--detailed", "--output-format=json"], ["status", "mark-bad", "other"], ["status", "--output-format=json"],
-                     ["status", "mark-active", "other"], ["status", "--output-format=json"], ["cp", "committed.txt"], ["status", "--output-format=json"],
-                     ["cp", "odd.txt"], ["status", "mark-bad", "other"]]
-        var body = """
-            set -u
-            cd \(dir.path)
-            mount --bind cmdline /proc/cmdline
-            \(session) -- sh -c '
-              export DBUS_STARTER_BUS_TYPE=session
-              \(rauc) --conf=\(conf) service > service.log 2>&1 & svc=$!
-              i=0; until \(rauc) status > /dev/null 2>&1 || [ $i = 50 ]; do sleep 0.2; i=$((i + 1)); done
-
-            """
-        for (n, st) in steps.enumerated() {
-            if st[0] == "cp" { body += "  cp \(st[1]) ctl/autoboot.txt\n"; continue }
-            body += "  \(rauc) \(st.joined(separator: " ")) > \(n).out 2> \(n).err; echo $? > \(n).rc; cp ctl/autoboot.txt \(n).txt\n"
-        }
-        body += "  kill $svc; wait $svc\n' 2> dbus.err\n"
-        let run = try Subprocess.run([unshare, "-m", "sh", "-c", body], environment: Self.env(dir, busybox: bb), check: false)
-        #expect(run.status == 0, "\(run.stderrText) \((try? FileSystem.readText(dir.sub("dbus.err"))) ?? "") \((try? FileSystem.readText(dir.sub("service.log"))) ?? "")")
+        // Each rauc step's result, with autoboot.txt as it was afterwards.
+        let actions: [RaucService.Action] = [
+            .rauc(["status", "--detailed", "--output-format=json"]), .rauc(["status", "mark-bad", "other"]), .rauc(["status", "--output-format=json"]),
+            .rauc(["status", "mark-active", "other"]), .rauc(["status", "--output-format=json"]), .shell("cp committed.txt ctl/autoboot.txt"),
+            .rauc(["status", "--output-format=json"]), .shell("cp odd.txt ctl/autoboot.txt"), .rauc(["status", "mark-bad", "other"])]
+        let (steps, serviceLog) = try service.run(conf: conf, actions: actions, environment: Self.env(dir, busybox: bb), afterEach: { _ in "cat ctl/autoboot.txt" })
         func step(_ n: Int) throws -> (rc: String, out: String, err: String, autoboot: String) {
-            (try FileSystem.readText(dir.sub("\(n).rc")), try FileSystem.readText(dir.sub("\(n).out")), try FileSystem.readText(dir.sub("\(n).err")),
-             try FileSystem.readText(dir.sub("\(n).txt")))
+            let s = try #require(steps[n])
+            return (s.rc, s.out, s.err, s.after ?? "")
         }
         func json(_ n: Int) throws -> [String: Any] {
-            let s = try step(n)
-            #expect(s.rc == "0\n", "step \(n): \(s.err)")
-            return (try JSONSerialization.jsonObject(with: Data(s.out.utf8)) as? [String: Any]) ?? [:]
+            #expect(steps[n]?.rc == "0\n", "step \(n): \(steps[n]?.err ?? "")")
+            return RaucService.json(steps[n])
         }
-        func bootStatus(_ j: [String: Any]) -> [String: String] {
-            var out: [String: String] = [:]
-            for entry in j["slots"] as? [[String: Any]] ?? [] {
-                for (name, v) in entry { out[name] = (v as? [String: Any])?["boot_status"] as? String }
-            }
-            return out
-        }
+        let bootStatus = RaucService.bootStatus
         var j = try json(0)
         #expect(j["booted"] as? String == "A" && j["boot_primary"] as? String == "boot.0", "\(j)")
         #expect(bootStatus(j) == ["boot.0": "good", "boot.1": "good"], "\(j)")
@@ -224,6 +201,6 @@ import TestSupport
         // RAUC reports the backend's refusal; the file stays as it was.
         s = try step(8)
         #expect(s.rc != "0\n" && s.err.contains("Failed marking slot boot.1 as bad") && s.autoboot == "[all]\nboot_partition=2\n", "\(s)")
-        #expect((try FileSystem.readText(dir.sub("service.log"))).contains("not one of the texts osbuild writes"))
+        #expect(serviceLog.contains("not one of the texts osbuild writes"))
     }
 }

@@ -61,9 +61,9 @@ import TestSupport
     }
 
     @Test func rootfsCarriesTheBoardsBackendAndRaucRunsIt() throws {
-        guard let rauc = TestEnv.oracle("rauc", package: "rauc"),
-              let session = TestEnv.oracle("dbus-run-session", package: "dbus-daemon"), let unshare = TestEnv.oracle("unshare", package: "util-linux") else { return }
         let state = try TempDir("custom-backend-state")
+        guard let service = RaucService(directory: state.path) else { return }
+        let rauc = service.rauc
         let proj = try Self.project(stateDir: state.path)
         let board = try Project(root: proj.path).loader.load("cust")
         var tree = FSTree()
@@ -100,40 +100,15 @@ import TestSupport
         let relocatedConf = try state.write("system.conf", relocated)
         try state.write("primary", "A\n")
         try state.write("cmdline", "console=ttyAMA0 rauc.slot=A ro\n")
-        let steps = [["status", "--detailed", "--output-format=json"], ["status", "mark-bad", "other"], ["status", "--output-format=json"],
-                     ["status", "mark-active", "other"], ["status", "--output-format=json"]]
-        var body = """
-            set -u
-            cd \(state.path)
-            mount --bind cmdline /proc/cmdline
-            \(session) -- sh -c '
-              export DBUS_STARTER_BUS_TYPE=session
-              \(rauc) --conf=\(relocatedConf) service > service.log 2>&1 & svc=$!
-              i=0; until \(rauc) status > /dev/null 2>&1 || [ $i = 50 ]; do sleep 0.2; i=$((i + 1)); done
-
-            """
-        for (n, st) in steps.enumerated() {
-            body += "  \(rauc) \(st.joined(separator: " ")) > \(n).out 2> \(n).err; echo $? > \(n).rc\n"
-        }
-        body += "  kill $svc; wait $svc\n' 2> dbus.err\n"
-        let run = try Subprocess.run([unshare, "-m", "sh", "-c", body], check: false)
-        let log = (try? FileSystem.readText(state.sub("service.log"))) ?? ""
-        #expect(run.status == 0, "\(run.stderrText) \((try? FileSystem.readText(state.sub("dbus.err"))) ?? "") \(log)")
-        func step(_ n: Int) throws -> (rc: String, out: String, err: String) {
-            (try FileSystem.readText(state.sub("\(n).rc")), try FileSystem.readText(state.sub("\(n).out")), try FileSystem.readText(state.sub("\(n).err")))
-        }
+        let actions: [RaucService.Action] = [.rauc(["status", "--detailed", "--output-format=json"]), .rauc(["status", "mark-bad", "other"]),
+                                             .rauc(["status", "--output-format=json"]), .rauc(["status", "mark-active", "other"]), .rauc(["status", "--output-format=json"])]
+        let (steps, log) = try service.run(conf: relocatedConf, actions: actions)
+        func step(_ n: Int) throws -> RaucService.Step { try #require(steps[n]) }
         func json(_ n: Int) throws -> [String: Any] {
-            let s = try step(n)
-            #expect(s.rc == "0\n", "step \(n): \(s.err) \(log)")
-            return (try JSONSerialization.jsonObject(with: Data(s.out.utf8)) as? [String: Any]) ?? [:]
+            #expect(steps[n]?.rc == "0\n", "step \(n): \(steps[n]?.err ?? "") \(log)")
+            return RaucService.json(steps[n])
         }
-        func bootStatus(_ j: [String: Any]) -> [String: String] {
-            var out: [String: String] = [:]
-            for entry in j["slots"] as? [[String: Any]] ?? [] {
-                for (name, v) in entry { out[name] = (v as? [String: Any])?["boot_status"] as? String }
-            }
-            return out
-        }
+        let bootStatus = RaucService.bootStatus
         var j = try json(0)
         #expect(j["compatible"] as? String == "osbuild-cust" && j["booted"] as? String == "A" && j["boot_primary"] as? String == "rootfs.0", "\(j)")
         #expect(bootStatus(j) == ["rootfs.0": "good", "rootfs.1": "good"], "\(j)")
