@@ -28,6 +28,7 @@ public struct AptFetcher {
 
     public struct LockFile: Codable, Sendable, Hashable {
         public var packages: [String: LockEntry] = [:]
+        public init(packages: [String: LockEntry] = [:]) { self.packages = packages }
     }
 
     public struct Mismatch: UserError {
@@ -108,8 +109,13 @@ public struct AptFetcher {
         guard !spec.isEmpty, !spec.contains("/"), !spec.contains(" ") else {
             throw RootfsError("apt:\(spec): not a package name")
         }
+        return try withLockGuard { try fetchLocked(spec) }
+    }
+
+    /// Serialises builds (and `update-locks`) sharing the cache: the lock file is
+    /// read-modify-written.
+    private func withLockGuard<T>(_ body: () throws -> T) throws -> T {
         try FileSystem.makeDirectories(cacheDirectory)
-        // Serialise builds sharing the cache: the lock file is read-modify-written.
         let guardPath = cacheDirectory + "/.apt-lock.flock"
         let gfd = open(guardPath, O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
         guard gfd >= 0 else { throw SystemError("open", path: guardPath, errno: errno) }
@@ -117,6 +123,10 @@ public struct AptFetcher {
         while flock(gfd, LOCK_EX) != 0 {
             if errno != EINTR { throw SystemError("flock", path: guardPath, errno: errno) }
         }
+        return try body()
+    }
+
+    private func fetchLocked(_ spec: String) throws -> String {
         var lock = try loadLock()
         if let entry = lock.packages[spec] {
             let path = cacheDirectory + "/" + entry.file
@@ -148,6 +158,42 @@ public struct AptFetcher {
         return path
     }
 
+    /// Takes apt's current candidate for `spec` (downloads it, hashes it) and pins it,
+    /// replacing any pin of `spec` and removing the `obsolete` keys, in one atomic
+    /// rewrite of the lock under the same guard as `fetch`. Returns the new pin.
+    public func repin(_ spec: String, removing obsolete: [String] = []) throws -> LockEntry {
+        guard !spec.isEmpty, !spec.contains("/"), !spec.contains(" ") else {
+            throw RootfsError("apt:\(spec): not a package name")
+        }
+        return try withLockGuard {
+            var lock = try loadLock()
+            let file = try download(spec)
+            let sum = try SHA256.hexOfFile(at: cacheDirectory + "/" + file)
+            let entry = LockEntry(file: file, sha256: sum)
+            let old = lock.packages[spec]
+            lock.packages[spec] = entry
+            for k in obsolete where k != spec { lock.packages[k] = nil }
+            try saveLock(lock)
+            log("apt:\(spec): pinned \(file) sha256 \(sum) in \(lockPath)" + (old.map { " (was \($0.file))" } ?? ""))
+            return entry
+        }
+    }
+
+    /// The file `apt-get download SPEC` would fetch now (from the host's apt lists; no
+    /// download): the second field of `apt-get download --print-uris`.
+    public static func candidateFile(_ spec: String) throws -> String {
+        let r = try Subprocess.run(["apt-get", "download", "--print-uris", "-q", spec], check: false)
+        guard r.status == 0 else {
+            let err = r.stderrText.trimmingCharacters(in: .whitespacesAndNewlines)
+            throw RootfsError("apt:\(spec): apt-get download --print-uris failed (exit \(r.status)): \(err.isEmpty ? r.stdoutText : err)", exitCode: ExitStatus.environment)
+        }
+        let lines = r.stdoutText.split(separator: "\n").filter { $0.hasPrefix("'") }
+        guard lines.count == 1, let f = lines.first?.split(separator: " "), f.count >= 2 else {
+            throw RootfsError("apt:\(spec): apt-get download --print-uris named \(lines.count) files, expected 1: \(r.stdoutText)")
+        }
+        return String(f[1])
+    }
+
     /// Runs `apt-get download` in a private temp directory inside the cache and moves the
     /// result into the cache; returns the file name.
     private func download(_ what: String) throws -> String {
@@ -165,7 +211,7 @@ public struct AptFetcher {
     }
 
     /// "busybox-static_1%3a1.35.0-4+b3_amd64.deb" -> "1:1.35.0-4+b3".
-    static func version(fromFileName f: String) -> String? {
+    public static func version(fromFileName f: String) -> String? {
         let parts = f.split(separator: "_")
         guard parts.count == 3 else { return nil }
         return String(parts[1]).removingPercentEncoding

@@ -7,6 +7,7 @@ let commandRegistry: [any ParsableCommand.Type] = [
     Status.self,
     Clean.self,
     Boards.self,
+    UpdateLocks.self,
     BoardCommand.self,
     RootfsCommand.self,
     Mkfs.self,

@@ -25,8 +25,8 @@ enum KernelStage {
                                      extra: ["SOURCE_DATE_EPOCH": String(ctx.epoch)], resolvedChecks: AptPins.checks())
             return Stage(name: "kernel", summary: "prebuilt kernel from \(package)", inputs: inputs) { sctx in
                 let debArch = try DebianArch.of(board.arch)
-                let real = try DebianArch.resolveMetapackage(package, arch: debArch, log: sctx.log)
-                let deb = try AptPins.fetcher(sctx).fetch(debArch == DebianArch.host ? real : "\(real):\(debArch)")
+                let (real, key) = try DebianArch.kernelPackage(package, arch: debArch, log: { sctx.log.line($0) })
+                let deb = try AptPins.fetcher(sctx).fetch(key)
                 sctx.log.line("kernel package \(real): \(deb)")
                 var tree = FSTree()
                 let blobs = try BlobStore(directory: sctx.scratchDir + "/blobs")
@@ -108,9 +108,17 @@ enum DebianArch {
         return package + ":" + debArch
     }
 
+    /// The kernel stage's package for `kernel.package` on Debian arch `arch`: the versioned
+    /// package (metapackage resolved) and its lock key (arch-qualified for a foreign arch).
+    /// `update-locks` uses it too, so it pins exactly what the stage fetches.
+    static func kernelPackage(_ package: String, arch: String, log: (String) -> Void) throws -> (package: String, key: String) {
+        let real = try resolveMetapackage(package, arch: arch, log: log)
+        return (real, arch == host ? real : "\(real):\(arch)")
+    }
+
     /// `linux-image-amd64` is a metapackage: the files are in the versioned package it
     /// depends on (linux-image-6.1.0-NN-amd64). Other packages are returned unchanged.
-    static func resolveMetapackage(_ package: String, arch: String, log: StageLog) throws -> String {
+    static func resolveMetapackage(_ package: String, arch: String, log: (String) -> Void) throws -> String {
         let query = arch == host ? package : "\(package):\(arch)"
         let r = try Subprocess.run(["apt-cache", "depends", query], check: false)
         guard r.status == 0 else {
@@ -120,7 +128,7 @@ enum DebianArch {
             let f = line.split(separator: " ", omittingEmptySubsequences: true)
             if f.count == 2, f[0] == "Depends:", f[1].hasPrefix("linux-image-"), !f[1].hasPrefix("<") {
                 let dep = String(f[1]).split(separator: ":").first.map(String.init) ?? String(f[1])
-                log.line("\(package) -> \(dep)")
+                log("\(package) -> \(dep)")
                 return dep
             }
         }

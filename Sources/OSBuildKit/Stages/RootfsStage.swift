@@ -84,7 +84,7 @@ enum RootfsStage {
             if text.hasPrefix("dir:") { return .directory(b.resolvePath(String(text.dropFirst(4)))) }
             if text.hasPrefix("tar:") || text.hasPrefix("deb:") { return .archive(b.resolvePath(String(text.dropFirst(4)))) }
             // apt: inputs are the board's architecture (busybox-static:arm64 on an amd64 host).
-            if text.hasPrefix("apt:") { return .apt(try DebianArch.qualify(String(text.dropFirst(4)), arch: b.arch)) }
+            if let key = try aptKey(text, arch: b.arch) { return .apt(key) }
             return RootfsSpec.BaseInput.parse(b.resolvePath(text))
         }
         return RootfsSpec(
@@ -97,6 +97,13 @@ enum RootfsStage {
             unsafeMembers: b.string("rootfs.unsafe-members") == "warn-skip" ? .warnSkip : .error,
             sourceDateEpoch: ctx.epoch > 0 ? ctx.epoch : nil,
             aptLockFile: ctx.project.root + "/boards/apt-lock.json")
+    }
+
+    /// The lock key of a `rootfs.base` "apt:NAME" entry (nil for other inputs): the
+    /// board's architecture (busybox-static:arm64 on an amd64 host). Shared with update-locks.
+    static func aptKey(_ text: String, arch: String) throws -> String? {
+        guard text.hasPrefix("apt:") else { return nil }
+        return try DebianArch.qualify(String(text.dropFirst(4)), arch: arch)
     }
 
     static func octal(_ s: String, key: String, board: Board) throws -> UInt16 {
