@@ -18,6 +18,7 @@ struct OSBuild: ParsableCommand {
               2  usage or input error (bad arguments, board file or config errors; the message
                  names the file, line and key)
               3  environment problem (a required tool or library is missing)
+              4  update-locks --dry-run: newer Debian packages are available
               130 interrupted
             """,
         version: OSBuildVersion.string,
