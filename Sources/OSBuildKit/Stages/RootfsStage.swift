@@ -83,7 +83,6 @@ enum RootfsStage {
         let base = try b.list("rootfs.base").map { text -> RootfsSpec.BaseInput in
             if text.hasPrefix("dir:") { return .directory(b.resolvePath(String(text.dropFirst(4)))) }
             if text.hasPrefix("tar:") || text.hasPrefix("deb:") { return .archive(b.resolvePath(String(text.dropFirst(4)))) }
-            // apt: inputs are the board's architecture (busybox-static:arm64 on an amd64 host).
             if let key = try aptKey(text, arch: b.arch) { return .apt(key) }
             return RootfsSpec.BaseInput.parse(b.resolvePath(text))
         }
