@@ -80,7 +80,7 @@ public enum LockUpdate {
                             key: try GrubTarget(arch: b.arch).package))
         case "uboot":
             out.append(Item(stage: "bootloader", origin: "bootloader.kind", lockPath: stageLock, cacheDirectory: stageCache,
-                            key: try DebianArch.qualify("u-boot-rpi", arch: b.arch)))
+                            key: try UBootBoot.package(board: b)))
         default: break
         }
         for text in b.list("rootfs.base") {

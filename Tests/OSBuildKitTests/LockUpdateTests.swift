@@ -174,16 +174,9 @@ import TestSupport
         #expect(reasons.contains { $0.contains("apt:busybox-static") && $0.contains(realFile) }, "\(reasons)")
 
         // An unknown package: apt's error, the board file and key, exit 3.
-        try t.write("boards/t.toml", """
-            name = "Test board"
-            arch = "x86_64"
-            [os]
-            id = "testos"
-            version = "3.1"
-            [rootfs]
-            base = ["apt:no-such-package-osbuild"]
-            """)
-        let bad = try osbuild(["update-locks", "t", "--dry-run"])
+        let unknown = try CLI.project(base: "\"apt:no-such-package-osbuild\"")
+        let bad = try Subprocess.run([CLI.binary, "update-locks", "t", "--dry-run"],
+                                     environment: ["OSBUILD_PROJECT": unknown.path, "NO_COLOR": "1", "OSBUILD_DL_CACHE": dl], check: false)
         #expect(bad.status == ExitStatus.environment)
         #expect(bad.stderrText.contains("t.toml: rootfs.base") && bad.stderrText.contains("no-such-package-osbuild"), "\(bad.stderrText)")
     }

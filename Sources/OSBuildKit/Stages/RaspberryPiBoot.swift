@@ -122,6 +122,10 @@ enum UBootBoot {
         try MarkGoodScript.uboot(try script(board: b, kernelGzip: false), partitionFinder: InitramfsInit.findPartitionFunction)
     }
 
+    /// The Debian package (lock key) u-boot.bin comes from, as the stage fetches it and
+    /// `update-locks` compares it. rpi_arm64: one binary for Pi 3/4, 64-bit.
+    static func package(board b: Board) throws -> String { try DebianArch.qualify("u-boot-rpi", arch: b.arch) }
+
     static func stage(_ ctx: PipelineContext) throws -> Stage {
         let b = ctx.board
         guard b.arch == "aarch64" else { throw MessageError("\(b.file): bootloader.kind = \"uboot\" is implemented for Raspberry Pi arm64 boards (arch aarch64), not \(b.arch)", exitCode: ExitStatus.usage) }
@@ -134,8 +138,7 @@ enum UBootBoot {
             let boot = sctx.outputDir + "/boot"
             try FileSystem.makeDirectories(boot)
             let fw = try PiBootFiles.copyFirmware(b, to: boot)
-            // u-boot.bin from Debian's u-boot-rpi (rpi_arm64: one binary for Pi 3/4, 64-bit).
-            let deb = try AptPins.fetcher(sctx).fetch(try DebianArch.qualify("u-boot-rpi", arch: b.arch))
+            let deb = try AptPins.fetcher(sctx).fetch(try package(board: b))
             var tree = FSTree()
             let blobs = try BlobStore(directory: sctx.scratchDir + "/blobs")
             _ = try ArchiveImporter.importArchive(deb, into: &tree, blobs: blobs)
